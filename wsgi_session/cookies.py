@@ -1,0 +1,178 @@
+"""The session-id cookie: reading it from a request and writing Set-Cookie.
+
+Everything that never changes (name, attributes) is validated and rendered
+once, at construction, so a request pays for one string concatenation.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+from base64 import urlsafe_b64encode
+from collections.abc import Sequence
+from typing import Any
+
+from webob.cookies import parse_cookie
+
+from .ids import is_valid_id
+
+# RFC 6265 cookie-name is an RFC 2616 token.
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+# Path and Domain may hold neither ';' nor ',' (header splitting), spaces or controls.
+_PATH = re.compile(r"/[!#-+\--:<-~]*")
+_DOMAIN = re.compile(r"\.?[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*")
+_SAMESITE = {"lax": "Lax", "strict": "Strict", "none": "None"}
+_EPOCH = "Thu, 01 Jan 1970 00:00:00 GMT"
+# How many cookies of our name (duplicates from other paths or domains) we try.
+MAX_CANDIDATES = 4
+
+
+def _check_bool(option: str, value: object) -> bool:
+    if type(value) is not bool:
+        raise TypeError(f"{option} must be True or False, not {value!r}")
+    return value
+
+
+class SessionCookie:
+    """Validated cookie options and the two Set-Cookie headers they produce.
+
+    With ``secret`` (a str or bytes, or a list of them, newest first) the
+    cookie carries ``id.signature``: an HMAC-SHA256 of the id under the first
+    secret. Forged or tampered values are refused without touching the store;
+    any listed secret verifies, so secrets can be rotated.
+    """
+
+    __slots__ = ("name", "_key", "_set_prefix", "_set_suffix", "delete_header", "_secrets")
+
+    def __init__(
+        self,
+        name: str = "session_id",
+        *,
+        path: str = "/",
+        domain: str | None = None,
+        secure: bool = False,
+        httponly: bool = True,
+        samesite: str | None = "Lax",
+        max_age: int | None = None,
+        partitioned: bool = False,
+        secret: str | bytes | Sequence[str | bytes] | None = None,
+    ) -> None:
+        if type(name) is not str:
+            raise TypeError(f"cookie_name must be a str, not {name!r}")
+        if not _TOKEN.fullmatch(name):
+            raise ValueError(f"cookie_name {name!r} must be a non-empty RFC 6265 token")
+        if type(path) is not str:
+            raise TypeError(f"cookie_path must be a str, not {path!r}")
+        if not _PATH.fullmatch(path):
+            raise ValueError(
+                f"cookie_path {path!r} must start with '/' and hold no ';', ',', "
+                "spaces or control characters"
+            )
+        if domain is not None:
+            if type(domain) is not str:
+                raise TypeError(f"cookie_domain must be a str or None, not {domain!r}")
+            if not _DOMAIN.fullmatch(domain):
+                raise ValueError(f"cookie_domain {domain!r} is not a valid host name")
+        secure = _check_bool("secure", secure)
+        httponly = _check_bool("httponly", httponly)
+        partitioned = _check_bool("partitioned", partitioned)
+        if samesite is not None:
+            if type(samesite) is not str:
+                raise TypeError(f"samesite must be 'Lax', 'Strict', 'None' or None, not {samesite!r}")
+            canonical = _SAMESITE.get(samesite.lower())
+            if canonical is None:
+                raise ValueError(f"samesite must be 'Lax', 'Strict' or 'None', not {samesite!r}")
+            samesite = canonical
+            if samesite == "None" and not secure:
+                raise ValueError("samesite='None' requires secure=True (browsers drop such cookies)")
+        if partitioned and not secure:
+            raise ValueError("partitioned=True requires secure=True")
+        if max_age is not None:
+            if type(max_age) is not int:
+                raise TypeError(f"cookie_max_age must be an int or None, not {max_age!r}")
+            if max_age <= 0:
+                raise ValueError(f"cookie_max_age must be positive, not {max_age}")
+        self._secrets = _check_secrets(secret)
+
+        attrs = f"; Path={path}"
+        if domain is not None:
+            attrs += f"; Domain={domain}"
+        if secure:
+            attrs += "; Secure"
+        if httponly:
+            attrs += "; HttpOnly"
+        if samesite is not None:
+            attrs += f"; SameSite={samesite}"
+        if partitioned:
+            attrs += "; Partitioned"
+        self.name = name
+        self._key = name + "="
+        self._set_prefix = name + "="
+        self._set_suffix = (f"; Max-Age={max_age}" if max_age is not None else "") + attrs
+        self.delete_header = ("Set-Cookie", f"{name}=; Max-Age=0; Expires={_EPOCH}{attrs}")
+
+    def set_header(self, sid: str) -> tuple[str, str]:
+        """The Set-Cookie header that gives the client ``sid``."""
+        value = sid if self._secrets is None else sid + "." + _sign(self._secrets[0], sid)
+        return ("Set-Cookie", self._set_prefix + value + self._set_suffix)
+
+    def ids(self, header: str) -> list[str]:
+        """The well-formed (and, with a secret, correctly signed) session ids
+        in a Cookie header, in order, at most MAX_CANDIDATES. Never raises."""
+        if self._key not in header:
+            return []
+        if '"' in header:
+            # Quoted values (RFC 6265 allows DQUOTEs around a value): webob's
+            # parser unquotes; it works on latin-1 text, as PEP 3333 gives us.
+            name = self.name.encode("latin-1")
+            values = [v.decode("latin-1") for k, v in parse_cookie(header) if k == name]
+        else:
+            values = []
+            for part in header.split(";"):
+                key, sep, value = part.partition("=")
+                if sep and key.strip() == self.name:
+                    values.append(value.strip())
+        out = []
+        for value in values:
+            sid = self._verify(value)
+            if sid is not None and sid not in out:
+                out.append(sid)
+                if len(out) == MAX_CANDIDATES:
+                    break
+        return out
+
+    def _verify(self, value: str) -> str | None:
+        secrets = self._secrets
+        if secrets is None:
+            return value if is_valid_id(value) else None
+        sid, dot, signature = value.partition(".")
+        if not dot or not is_valid_id(sid):
+            return None
+        for secret in secrets:
+            if hmac.compare_digest(_sign(secret, sid), signature):
+                return sid
+        return None
+
+
+def _sign(secret: bytes, sid: str) -> str:
+    digest = hmac.digest(secret, sid.encode("ascii"), hashlib.sha256)
+    return urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+
+
+def _check_secrets(secret: Any) -> list[bytes] | None:
+    if secret is None:
+        return None
+    items = [secret] if isinstance(secret, (str, bytes)) else secret
+    if not isinstance(items, (list, tuple)) or not items:
+        raise TypeError("secret must be a str or bytes, or a non-empty list of them")
+    out = []
+    for item in items:
+        if isinstance(item, str):
+            item = item.encode("utf-8")
+        if not isinstance(item, bytes):
+            raise TypeError("secret must be a str or bytes, or a non-empty list of them")
+        if len(item) < 16:
+            raise ValueError("secret must be at least 16 bytes long; use secrets.token_urlsafe(32)")
+        out.append(item)
+    return out

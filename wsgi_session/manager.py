@@ -1,0 +1,163 @@
+"""The manager: ids, lifetimes, the provider, and the GC thread."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable, Collection, Mapping
+from typing import Any
+
+from . import registry
+from .ids import new_id
+from .provider import Provider
+from .sweeper import Sweeper
+from .values import copy_value
+
+Clock = Callable[[], float]
+
+
+def _check_seconds(option: str, value: object, *, allow_none: bool = False) -> float | None:
+    if value is None and allow_none:
+        return None
+    if type(value) not in (int, float):
+        kind = "a number of seconds or None" if allow_none else "a number of seconds"
+        raise TypeError(f"{option} must be {kind}, not {value!r}")
+    if not value > 0 or value == float("inf"):  # also refuses NaN
+        raise ValueError(f"{option} must be a positive, finite number of seconds, not {value!r}")
+    return float(value)  # type: ignore[arg-type]
+
+
+class Manager:
+    """Runs the life of sessions over one provider (the Go design's Manager).
+
+    ``provider`` is a registered name (built with ``provider_options``) or a
+    ready :class:`Provider`. A provider built here is the manager's and is
+    closed by :meth:`close`; one passed in belongs to the caller.
+
+    ``max_lifetime`` is the sliding idle timeout; ``absolute_lifetime`` (or
+    None) ends a session that long after its creation however busy it is.
+    ``gc_interval`` is the seconds between background sweeps (``0`` or
+    ``None``: no thread). The thread starts on the first :meth:`start_gc` in
+    each process, so it also runs in workers forked after the app was loaded.
+    ``clock`` returns the current time in seconds; tests inject their own.
+    """
+
+    def __init__(
+        self,
+        provider: str | Provider = "memory",
+        provider_options: Mapping[str, Any] | None = None,
+        *,
+        max_lifetime: float = 3600,
+        absolute_lifetime: float | None = None,
+        gc_interval: float | None = 60,
+        clock: Clock = time.time,
+    ) -> None:
+        idle = _check_seconds("max_lifetime", max_lifetime)
+        assert idle is not None
+        self.max_lifetime: float = idle
+        self.absolute_lifetime = _check_seconds(
+            "absolute_lifetime", absolute_lifetime, allow_none=True
+        )
+        if gc_interval is not None and gc_interval != 0:
+            gc_interval = _check_seconds("gc_interval", gc_interval)
+        if not callable(clock):
+            raise TypeError(f"clock must be a callable returning seconds, not {clock!r}")
+        if provider_options is not None and not isinstance(provider_options, Mapping):
+            raise TypeError(f"provider_options must be a dict or None, not {provider_options!r}")
+
+        if isinstance(provider, Provider):
+            if provider_options:
+                raise ValueError("provider_options is only for a provider given by name")
+            self.provider = provider
+            self._owns_provider = False
+        elif isinstance(provider, str):
+            self.provider = registry.create(provider, dict(provider_options or {}))
+            self._owns_provider = True
+        else:
+            raise TypeError(
+                f"provider must be a registered name or a Provider instance, not {provider!r}"
+            )
+        self.clock = clock
+        self.gc_interval = gc_interval or None
+        self._sweeper = Sweeper(self.gc, self.gc_interval) if self.gc_interval else None
+        self._gc_lock = threading.Lock()
+        self._gc_pid = 0
+        self._closed = False
+
+    # -- sessions ----------------------------------------------------------
+
+    def load(self, sid: str) -> dict[str, Any] | None:
+        """The live session's data (a copy), refreshing its idle timeout."""
+        return self.provider.load(sid, self.clock(), self.max_lifetime)
+
+    def create(self, data: Mapping[str, Any]) -> str:
+        """Store a new session holding ``data``; return its fresh id."""
+        sid = new_id()
+        now = self.clock()
+        absolute = self.absolute_lifetime
+        self.provider.create(
+            sid,
+            {k: copy_value(v) for k, v in data.items()},
+            now,
+            self.max_lifetime,
+            None if absolute is None else now + absolute,
+        )
+        return sid
+
+    def save(self, sid: str, changed: Mapping[str, Any], removed: Collection[str]) -> bool:
+        """Write changed keys and delete removed ones; False if the session is gone."""
+        return self.provider.save(
+            sid,
+            {k: copy_value(v) for k, v in changed.items()},
+            removed,
+            self.clock(),
+            self.max_lifetime,
+        )
+
+    def regenerate(self, sid: str) -> str | None:
+        """Move a live session to a fresh id; the old id is dead at once.
+
+        Returns the new id, or None if ``sid`` was not live.
+        """
+        new = new_id()
+        if self.provider.rename(sid, new, self.clock(), self.max_lifetime):
+            return new
+        return None
+
+    def destroy(self, sid: str) -> None:
+        self.provider.destroy(sid)
+
+    # -- GC ----------------------------------------------------------------
+
+    def gc(self) -> int:
+        """Remove expired sessions now; returns how many."""
+        return self.provider.gc(self.clock())
+
+    def start_gc(self) -> None:
+        """Start the GC thread in this process if it is not running (cheap to repeat)."""
+        sweeper = self._sweeper
+        if sweeper is None or self._closed:
+            return
+        pid = os.getpid()
+        with self._gc_lock:
+            if self._gc_pid == pid and sweeper.running:
+                return
+            # A fresh process (first call, or a worker forked with the app
+            # loaded) has no thread yet: the parent's did not survive fork.
+            self._gc_pid = pid
+            sweeper.start()
+
+    @property
+    def gc_running(self) -> bool:
+        return self._sweeper is not None and self._sweeper.running
+
+    def close(self) -> None:
+        """Stop the GC thread and close a provider this manager built. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._sweeper is not None:
+            self._sweeper.stop()
+        if self._owns_provider:
+            self.provider.close()

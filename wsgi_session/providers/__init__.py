@@ -1,0 +1,1 @@
+"""Session stores. One module per store; each registers under its own name."""
