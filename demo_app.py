@@ -9,6 +9,7 @@ sessions in Redis, so several gunicorn workers share them.
 
 from __future__ import annotations
 
+import contextlib
 import html
 import os
 from collections.abc import Iterable
@@ -82,7 +83,5 @@ if __name__ == "__main__":
     host, port = "127.0.0.1", int(os.environ.get("PORT", "8000"))
     with make_server(host, port, app) as server:
         print(f"wsgi_session demo on http://{host}:{port}/ (Ctrl-C to stop)")
-        try:
+        with contextlib.suppress(KeyboardInterrupt):
             server.serve_forever()
-        except KeyboardInterrupt:
-            pass

@@ -53,12 +53,16 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
-def make_app(clock: FakeClock) -> Iterator[Callable[..., tuple[SessionMiddleware, webtest.TestApp]]]:
+def make_app(
+    clock: FakeClock,
+) -> Iterator[Callable[..., tuple[SessionMiddleware, webtest.TestApp]]]:
     """``mw, client = make_app(app=counter_app, **options)``: a middleware on the
     fake clock with no GC thread unless asked, and a cookie-keeping client."""
     made: list[SessionMiddleware] = []
 
-    def factory(app: Any = counter_app, **options: Any) -> tuple[SessionMiddleware, webtest.TestApp]:
+    def factory(
+        app: Any = counter_app, **options: Any
+    ) -> tuple[SessionMiddleware, webtest.TestApp]:
         options.setdefault("clock", clock)
         options.setdefault("gc_interval", None)
         mw = SessionMiddleware(app, **options)

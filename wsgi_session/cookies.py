@@ -21,7 +21,9 @@ from .ids import is_valid_id
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 # Path and Domain may hold neither ';' nor ',' (header splitting), spaces or controls.
 _PATH = re.compile(r"/[!#-+\--:<-~]*")
-_DOMAIN = re.compile(r"\.?[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*")
+_DOMAIN = re.compile(
+    r"\.?[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*"
+)
 _SAMESITE = {"lax": "Lax", "strict": "Strict", "none": "None"}
 _EPOCH = "Thu, 01 Jan 1970 00:00:00 GMT"
 # How many cookies of our name (duplicates from other paths or domains) we try.
@@ -79,13 +81,17 @@ class SessionCookie:
         partitioned = _check_bool("partitioned", partitioned)
         if samesite is not None:
             if type(samesite) is not str:
-                raise TypeError(f"samesite must be 'Lax', 'Strict', 'None' or None, not {samesite!r}")
+                raise TypeError(
+                    f"samesite must be 'Lax', 'Strict', 'None' or None, not {samesite!r}"
+                )
             canonical = _SAMESITE.get(samesite.lower())
             if canonical is None:
                 raise ValueError(f"samesite must be 'Lax', 'Strict' or 'None', not {samesite!r}")
             samesite = canonical
             if samesite == "None" and not secure:
-                raise ValueError("samesite='None' requires secure=True (browsers drop such cookies)")
+                raise ValueError(
+                    "samesite='None' requires secure=True (browsers drop such cookies)"
+                )
         if partitioned and not secure:
             raise ValueError("partitioned=True requires secure=True")
         if max_age is not None:

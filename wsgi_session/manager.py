@@ -23,9 +23,10 @@ def _check_seconds(option: str, value: object, *, allow_none: bool = False) -> f
     if type(value) not in (int, float):
         kind = "a number of seconds or None" if allow_none else "a number of seconds"
         raise TypeError(f"{option} must be {kind}, not {value!r}")
-    if not value > 0 or value == float("inf"):  # also refuses NaN
+    seconds = float(value)  # type: ignore[arg-type]
+    if not 0 < seconds < float("inf"):  # also refuses NaN
         raise ValueError(f"{option} must be a positive, finite number of seconds, not {value!r}")
-    return float(value)  # type: ignore[arg-type]
+    return seconds
 
 
 class Manager:

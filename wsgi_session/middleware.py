@@ -15,8 +15,6 @@ from .provider import Provider
 from .session import DELETE, SEND, Session
 
 if TYPE_CHECKING:
-    from types import TracebackType
-
     from _typeshed import OptExcInfo
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
@@ -226,7 +224,7 @@ class _Exchange:
             self._finish()
             return result
         self._result = result
-        return self  # type: ignore[return-value]
+        return self
 
     def __iter__(self) -> Iterator[bytes]:
         assert self._result is not None
