@@ -16,7 +16,8 @@ def test_default_headers() -> None:
     assert c.set_header(sid) == ("Set-Cookie", f"session_id={sid}; Path=/; HttpOnly; SameSite=Lax")
     assert c.delete_header == (
         "Set-Cookie",
-        "session_id=; Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT; Path=/; HttpOnly; SameSite=Lax",
+        "session_id=; Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT"
+        "; Path=/; HttpOnly; SameSite=Lax",
     )
 
 
