@@ -34,6 +34,7 @@ CHROMIUM_FLAGS = [
     "--disable-background-networking",
     "--disable-component-update",
     "--disable-sync",
+    "--disable-dev-shm-usage",  # containers often have a tiny /dev/shm
     "--window-size=900,600",
 ]
 WAIT = 20.0  # seconds for a page to show what we expect
