@@ -33,9 +33,10 @@ def free_port() -> int:
 class RedisServer:
     """One redis-server process: start, stop, kill, pause (SIGSTOP), resume."""
 
-    def __init__(self, directory: Path, *extra: str) -> None:
+    def __init__(self, directory: Path, *extra: str, config: Path | None = None) -> None:
         self.directory = directory
         self.extra = extra
+        self.config = config
         self.port = 0
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -45,7 +46,10 @@ class RedisServer:
 
     def client(self, connect_timeout: float = 2.0) -> redis.Redis:
         return redis.Redis(
-            host="127.0.0.1", port=self.port, socket_timeout=5, socket_connect_timeout=connect_timeout
+            host="127.0.0.1",
+            port=self.port,
+            socket_timeout=5,
+            socket_connect_timeout=connect_timeout,
         )
 
     def start(self, port: int | None = None) -> None:
@@ -55,12 +59,19 @@ class RedisServer:
             self.process = subprocess.Popen(
                 [
                     "redis-server",
-                    "--port", str(self.port),
-                    "--bind", "127.0.0.1",
-                    "--save", "",
-                    "--appendonly", "no",
-                    "--dir", str(self.directory),
-                    "--logfile", str(log),
+                    *([str(self.config)] if self.config else []),
+                    "--port",
+                    str(self.port),
+                    "--bind",
+                    "127.0.0.1",
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                    "--dir",
+                    str(self.directory),
+                    "--logfile",
+                    str(log),
                     *self.extra,
                 ],
                 stdout=subprocess.DEVNULL,
@@ -154,3 +165,36 @@ def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="module")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """A one-node Redis Cluster holding every slot."""
+    need_redis_server()
+    server = RedisServer(
+        tmp_path_factory.mktemp("cluster"),
+        "--cluster-enabled", "yes",
+        "--cluster-config-file", "nodes.conf",
+    )  # fmt: skip
+    server.start()
+    with server.client() as c:
+        c.execute_command("CLUSTER", "ADDSLOTSRANGE", 0, 16383)
+        end = time.monotonic() + 10
+        while b"cluster_state:ok" not in c.execute_command("CLUSTER", "INFO"):
+            if time.monotonic() > end:
+                server.stop()
+                raise RuntimeError("the one-node cluster did not come up")
+            time.sleep(0.05)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_sentinel(redis_server: RedisServer, redis_url: str, tmp_path: Path) -> Iterator[int]:
+    """A Sentinel watching the private server as ``mymaster``; yields its port."""
+    config = tmp_path / "sentinel.conf"
+    config.write_text(f"sentinel monitor mymaster 127.0.0.1 {redis_server.port} 1\n")
+    sentinel = RedisServer(tmp_path, "--sentinel", config=config)
+    sentinel.start()
+    yield sentinel.port
+    sentinel.stop()

@@ -176,7 +176,8 @@ class RedisProvider(Provider):
                     raise ValueError(f"{option} is for a client built from url; set it on client")
             if not isinstance(client, (redis.Redis, RedisCluster)):
                 raise TypeError(
-                    f"client must be a redis.Redis or redis.cluster.RedisCluster, not {client!r:.60}"
+                    "client must be a redis.Redis or redis.cluster.RedisCluster, "
+                    f"not {type(client).__name__}"
                 )
             self.client: Redis | RedisCluster = client
             self._owns_client = False
@@ -245,7 +246,11 @@ class RedisProvider(Provider):
     def create(
         self, sid: str, data: Mapping[str, Any], now: float, idle: float, deadline: float | None
     ) -> None:
-        args: list[Any] = [self._ttl(now, idle, deadline), META, "" if deadline is None else repr(deadline)]
+        args: list[Any] = [
+            self._ttl(now, idle, deadline),
+            META,
+            "" if deadline is None else repr(deadline),
+        ]
         for key, value in data.items():
             args += (_field(key), _dumps(key, value))
         with self._failures("create"):
@@ -284,7 +289,9 @@ class RedisProvider(Provider):
             return self._rename_across_slots(old, new, now, idle)
         with self._failures("rename"):
             return bool(
-                self._rename(keys=[self.prefix + old, self.prefix + new], args=[repr(now), _ms(idle)])
+                self._rename(
+                    keys=[self.prefix + old, self.prefix + new], args=[repr(now), _ms(idle)]
+                )
             )
 
     def _rename_across_slots(self, old: str, new: str, now: float, idle: float) -> bool:
@@ -296,8 +303,8 @@ class RedisProvider(Provider):
                 return False
             deadline = None
             for i in range(0, len(fields), 2):
-                if fields[i] in (b"", ""):
-                    deadline = float(fields[i + 1]) if fields[i + 1] not in (b"", "") else None
+                if fields[i] in (b"", "") and fields[i + 1] not in (b"", ""):
+                    deadline = float(fields[i + 1])
             self._write(keys=[self.prefix + new], args=[self._ttl(now, idle, deadline), *fields])
             self.client.delete(self.prefix + old)
         return True
