@@ -1,0 +1,127 @@
+"""The demo under a real ``gunicorn -w 3`` with the Redis provider: one
+client's counter goes on, whichever worker process serves it."""
+
+from __future__ import annotations
+
+import http.cookiejar
+import importlib.util
+import math
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import require
+
+pytest_plugins = ["redis_server"]
+pytestmark = [pytest.mark.redis, pytest.mark.server]
+
+ROOT = Path(__file__).resolve().parent.parent
+# Each worker exits after this many requests, so a run of N requests is
+# served by at least N / MAX_REQUESTS processes: with the memory provider
+# the counter would start over; with Redis it must not.
+MAX_REQUESTS = 8
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def gunicorn(redis_url: str, tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    require(
+        "gunicorn",
+        "WSGI_SESSION_REQUIRE_GUNICORN",
+        importlib.util.find_spec("gunicorn") is not None,
+        "gunicorn is not installed (pip install -e '.[test]')",
+    )
+    port = free_port()
+    access_log = tmp_path / "access.log"
+    output = tmp_path / "gunicorn.out"
+    env = {
+        **os.environ,
+        "WSGI_SESSION_PROVIDER": "redis",
+        "WSGI_SESSION_REDIS_URL": redis_url,
+    }
+    with output.open("wb") as out:
+        proc = subprocess.Popen(
+            [
+                sys.executable, "-m", "gunicorn",
+                "-w", "3",
+                "--max-requests", str(MAX_REQUESTS),
+                "--max-requests-jitter", "0",
+                "-b", f"127.0.0.1:{port}",
+                "--access-logfile", str(access_log),
+                "--access-logformat", "%(p)s %(s)s %(U)s",
+                "--chdir", str(ROOT),
+                "demo_app:app",
+            ],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"gunicorn did not start:\n{output.read_text()}")
+                time.sleep(0.05)
+        yield f"http://127.0.0.1:{port}", access_log
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def test_counter_is_continuous_across_gunicorn_workers(gunicorn: tuple[str, Path]) -> None:
+    url, access_log = gunicorn
+    browser = urllib.request.build_opener(
+        urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar())
+    )
+
+    def visit(path: str = "/") -> str:
+        with browser.open(url + path, timeout=10) as response:
+            return response.read().decode()
+
+    def visits(page: str) -> int:
+        match = re.search(r"Visits: (\d+)", page)
+        assert match, page
+        return int(match.group(1))
+
+    for n in range(1, 21):
+        assert visits(visit()) == n
+    page = visit("/login")  # regenerate in one worker, then visit (a redirect)
+    assert "Logged in as demo" in page and visits(page) == 21
+    for n in range(22, 31):
+        page = visit()
+        assert visits(page) == n and "Logged in as demo" in page
+    page = visit("/logout")
+    assert "Not logged in" in page and visits(page) == 1
+
+    # Every request of the run (31 pages + 2 redirects) was logged with
+    # the pid of the worker that served it: several did, none more than
+    # MAX_REQUESTS.
+    requests = 33
+    deadline = time.monotonic() + 5
+    while len(lines := access_log.read_text().splitlines()) < requests:
+        assert time.monotonic() < deadline, lines
+        time.sleep(0.05)
+    served = Counter(line.split()[0] for line in lines)
+    assert max(served.values()) <= MAX_REQUESTS
+    assert len(served) >= math.ceil(requests / MAX_REQUESTS), served
