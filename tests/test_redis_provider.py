@@ -139,6 +139,17 @@ def test_metadata_cannot_collide_with_user_keys(provider: RedisProvider) -> None
     assert provider.load(SID, now + 101, 60) is None
 
 
+def test_a_hash_without_the_metadata_field_is_not_a_session(
+    provider: RedisProvider, rclient: redis.Redis
+) -> None:
+    rclient.hset(key(SID), "x", "1")  # someone else's hash under our prefix
+    now = time.time()
+    assert provider.load(SID, now, 60) is None
+    assert not provider.save(SID, {"x": 2}, [], now, 60)
+    assert not provider.rename(SID, OTHER, now, 60)
+    assert rclient.hgetall(key(SID)) == {b"x": b"1"}
+
+
 def test_emptied_session_stays_live(provider: RedisProvider) -> None:
     now = time.time()
     provider.create(SID, {"a": 1}, now, 60, None)

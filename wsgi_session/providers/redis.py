@@ -21,15 +21,23 @@ if TYPE_CHECKING:
 # can ever be this field; it also keeps a session whose data is empty alive.
 META = ""
 
-# Each script checks a session's deadline against the manager's clock and
-# sets the key's TTL to min(idle, deadline - now) in milliseconds. Idle expiry
-# itself is Redis's: a key nobody touches for `idle` is gone.
+# Every script starts with ttl(): the key's TTL in milliseconds, that is
+# min(idle, deadline - now) with the deadline checked against the manager's
+# clock, or nil if the key is not a live session (no metadata field: absent,
+# or not ours). A session past its deadline is deleted there and then. Idle
+# expiry itself is Redis's: a key nobody touches for `idle` is gone.
 _TTL = """
 local function ttl(key, now, idle)
-  local d = tonumber(redis.call('HGET', key, ''))
-  if d then
-    local left = math.floor((d - now) * 1000)
-    if left < idle then return left end
+  local meta = redis.call('HGET', key, '')
+  if not meta then return nil end
+  local deadline = tonumber(meta)
+  if deadline then
+    local left = math.floor((deadline - now) * 1000)
+    if left < idle then idle = left end
+  end
+  if idle <= 0 then
+    redis.call('DEL', key)
+    return nil
   end
   return idle
 end
@@ -41,24 +49,21 @@ _LOAD = (
     + """
 local k = KEYS[1]
 local t = ttl(k, tonumber(ARGV[1]), tonumber(ARGV[2]))
-if t <= 0 then redis.call('DEL', k) return false end
-local h = redis.call('HGETALL', k)
-if #h == 0 then return false end
+if not t then return false end
 redis.call('PEXPIRE', k, t)
-return h
+return redis.call('HGETALL', k)
 """
 )
 
 # KEYS[1] session; ARGV now, idle_ms, n, n field/value pairs, fields to delete.
-# 1 if saved, 0 if the session is not live: an existence check in the same
-# atomic step as the write, so a destroyed or expired session never returns.
+# 1 if saved, 0 if the session is not live: the existence check and the
+# write are one atomic step, so a destroyed or expired session never returns.
 _SAVE = (
     _TTL
     + """
 local k = KEYS[1]
-if redis.call('EXISTS', k) == 0 then return 0 end
 local t = ttl(k, tonumber(ARGV[1]), tonumber(ARGV[2]))
-if t <= 0 then redis.call('DEL', k) return 0 end
+if not t then return 0 end
 local last = 3 + 2 * tonumber(ARGV[3])
 for i = 4, last, 2 do redis.call('HSET', k, ARGV[i], ARGV[i + 1]) end
 for i = last + 1, #ARGV do redis.call('HDEL', k, ARGV[i]) end
@@ -67,7 +72,8 @@ return 1
 """
 )
 
-# KEYS[1] session; ARGV ttl_ms, field/value pairs. Stores a new session.
+# KEYS[1] session; ARGV ttl_ms, field/value pairs (the metadata field
+# included). Stores a new session.
 _WRITE = """
 local k = KEYS[1]
 for i = 2, #ARGV, 2 do redis.call('HSET', k, ARGV[i], ARGV[i + 1]) end
@@ -80,9 +86,8 @@ _RENAME = (
     _TTL
     + """
 local old, new = KEYS[1], KEYS[2]
-if redis.call('EXISTS', old) == 0 then return 0 end
 local t = ttl(old, tonumber(ARGV[1]), tonumber(ARGV[2]))
-if t <= 0 then redis.call('DEL', old) return 0 end
+if not t then return 0 end
 redis.call('RENAME', old, new)
 redis.call('PEXPIRE', new, t)
 return 1
