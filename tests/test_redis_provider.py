@@ -60,6 +60,7 @@ def redis_app(make_app: Any, redis_url: str) -> Any:
         ({"prefix": b"s:"}, TypeError, "prefix"),
         ({"url": 6379}, TypeError, "url"),
         ({"url": "http://127.0.0.1:6379"}, ValueError, "url"),
+        ({"url": "http://user:hunter2@127.0.0.1"}, ValueError, "^url is not a Redis URL[^2]*$"),
         ({"socket_timeout": 0}, ValueError, "socket_timeout"),
         ({"socket_timeout": float("nan")}, ValueError, "socket_timeout"),
         ({"socket_timeout": "5"}, TypeError, "socket_timeout"),
@@ -466,6 +467,16 @@ def test_corrupt_stored_value_is_a_provider_error(
 
 
 # -- failures ---------------------------------------------------------------------
+
+
+def test_scripts_are_reloaded_after_a_flush(provider: RedisProvider, rclient: redis.Redis) -> None:
+    now = time.time()
+    provider.create(SID, {"a": 1}, now, 60, None)
+    rclient.script_flush()
+    assert provider.load(SID, now, 60) == {"a": 1}
+    rclient.script_flush()
+    assert provider.save(SID, {"a": 2}, [], now, 60)
+    assert provider.load(SID, now, 60) == {"a": 2}
 
 
 def test_redis_killed_mid_run(own_redis: RedisServer) -> None:

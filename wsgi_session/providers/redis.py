@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from collections.abc import Collection, Iterator, Mapping
@@ -14,7 +15,6 @@ from ..provider import Provider
 if TYPE_CHECKING:
     from redis import Redis
     from redis.cluster import RedisCluster
-    from redis.commands.core import Script
 
 # The hash field that holds the session's metadata: the absolute deadline
 # (epoch seconds) or "" for none. Session keys are non-empty, so no user key
@@ -93,6 +93,23 @@ redis.call('PEXPIRE', new, t)
 return 1
 """
 )
+
+
+class _Script:
+    """A Lua script run with EVALSHA."""
+
+    __slots__ = ("source", "sha")
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        # Redis names scripts by their SHA-1.
+        self.sha = hashlib.sha1(source.encode("utf-8"), usedforsecurity=False).hexdigest()
+
+
+_LOAD_SCRIPT = _Script(_LOAD)
+_SAVE_SCRIPT = _Script(_SAVE)
+_WRITE_SCRIPT = _Script(_WRITE)
+_RENAME_SCRIPT = _Script(_RENAME)
 
 _EXTRA = "the Redis provider needs redis-py: pip install wsgi_session[redis]"
 
@@ -213,18 +230,24 @@ class RedisProvider(Provider):
                     retry_on_timeout=False,
                 )
             except ValueError as exc:
-                raise ValueError(f"url {url!r} is not a Redis URL: {exc}") from None
+                # Not the URL itself in the message: it may hold a password.
+                raise ValueError(f"url is not a Redis URL: {exc}") from None
             self._owns_client = True
         self._cluster = isinstance(self.client, RedisCluster)
         self._errors: tuple[type[Exception], ...] = (
             redis.RedisError,
             redis.exceptions.RedisClusterException,
         )
-        register = self.client.register_script
-        self._load: Script = register(_LOAD)
-        self._save: Script = register(_SAVE)
-        self._write: Script = register(_WRITE)
-        self._rename: Script = register(_RENAME)
+        self._no_script = redis.exceptions.NoScriptError
+
+    def _eval(self, script: _Script, keys: list[str], args: list[Any]) -> Any:
+        """EVALSHA, loading the script first where the server lacks it
+        (the first call, or after a restart or a SCRIPT FLUSH)."""
+        try:
+            return self.client.evalsha(script.sha, len(keys), *keys, *args)
+        except self._no_script:
+            self.client.script_load(script.source)
+            return self.client.evalsha(script.sha, len(keys), *keys, *args)
 
     @contextmanager
     def _failures(self, operation: str) -> Iterator[None]:
@@ -259,7 +282,7 @@ class RedisProvider(Provider):
         for key, value in data.items():
             args += (_field(key), _dumps(key, value))
         with self._failures("create"):
-            self._write(keys=[self.prefix + sid], args=args)
+            self._eval(_WRITE_SCRIPT, [self.prefix + sid], args)
 
     @staticmethod
     def _ttl(now: float, idle: float, deadline: float | None) -> int:
@@ -269,7 +292,7 @@ class RedisProvider(Provider):
 
     def load(self, sid: str, now: float, idle: float) -> dict[str, Any] | None:
         with self._failures("load"):
-            fields = self._load(keys=[self.prefix + sid], args=[repr(now), _ms(idle)])
+            fields = self._eval(_LOAD_SCRIPT, [self.prefix + sid], [repr(now), _ms(idle)])
         if fields is None:
             return None
         return self._decode(fields)
@@ -287,30 +310,29 @@ class RedisProvider(Provider):
             args += (_field(key), _dumps(key, value))
         args.extend(_field(key) for key in removed)
         with self._failures("save"):
-            return bool(self._save(keys=[self.prefix + sid], args=args))
+            return bool(self._eval(_SAVE_SCRIPT, [self.prefix + sid], args))
 
     def rename(self, old: str, new: str, now: float, idle: float) -> bool:
         if self._cluster:
             return self._rename_across_slots(old, new, now, idle)
         with self._failures("rename"):
-            return bool(
-                self._rename(
-                    keys=[self.prefix + old, self.prefix + new], args=[repr(now), _ms(idle)]
-                )
-            )
+            keys = [self.prefix + old, self.prefix + new]
+            return bool(self._eval(_RENAME_SCRIPT, keys, [repr(now), _ms(idle)]))
 
     def _rename_across_slots(self, old: str, new: str, now: float, idle: float) -> bool:
         # The two keys may live on different nodes, so no single script can
         # see both: copy to the new key, then delete the old one.
         with self._failures("rename"):
-            fields = self._load(keys=[self.prefix + old], args=[repr(now), _ms(idle)])
+            fields = self._eval(_LOAD_SCRIPT, [self.prefix + old], [repr(now), _ms(idle)])
             if fields is None:
                 return False
             deadline = None
             for i in range(0, len(fields), 2):
                 if fields[i] in (b"", "") and fields[i + 1] not in (b"", ""):
                     deadline = float(fields[i + 1])
-            self._write(keys=[self.prefix + new], args=[self._ttl(now, idle, deadline), *fields])
+            self._eval(
+                _WRITE_SCRIPT, [self.prefix + new], [self._ttl(now, idle, deadline), *fields]
+            )
             self.client.delete(self.prefix + old)
         return True
 
