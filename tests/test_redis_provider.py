@@ -6,6 +6,7 @@ import json
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -34,18 +35,21 @@ def sid_of(client: webtest.TestApp) -> str:
 
 
 @pytest.fixture
-def provider(redis_url: str) -> Any:
+def provider(redis_url: str) -> Iterator[RedisProvider]:
     p = RedisProvider(url=redis_url)
     yield p
     p.close()
 
 
+AppFactory = Callable[..., tuple[SessionMiddleware, webtest.TestApp]]
+
+
 @pytest.fixture
-def redis_app(make_app: Any, redis_url: str) -> Any:
+def redis_app(make_app: AppFactory, redis_url: str) -> AppFactory:
     """``mw, client = redis_app(**options)``: make_app on the private server."""
 
     def factory(**options: Any) -> tuple[SessionMiddleware, webtest.TestApp]:
-        return make_app(provider="redis", provider_options={"url": redis_url}, **options)  # type: ignore[no-any-return]
+        return make_app(provider="redis", provider_options={"url": redis_url}, **options)
 
     return factory
 
@@ -228,7 +232,7 @@ def test_ttl_is_set_and_slides(provider: RedisProvider, rclient: redis.Redis) ->
     assert 59_000 < rclient.pttl(key(SID)) <= 60_000
 
 
-def test_ttl_through_the_middleware(redis_app: Any, rclient: redis.Redis) -> None:
+def test_ttl_through_the_middleware(redis_app: AppFactory, rclient: redis.Redis) -> None:
     mw, client = redis_app(max_lifetime=120)
     client.get("/")
     k = key(sid_of(client))
@@ -239,7 +243,7 @@ def test_ttl_through_the_middleware(redis_app: Any, rclient: redis.Redis) -> Non
 
 
 def test_ttl_never_passes_the_absolute_deadline(
-    redis_app: Any, rclient: redis.Redis, clock: Any
+    redis_app: AppFactory, rclient: redis.Redis, clock: Any
 ) -> None:
     mw, client = redis_app(max_lifetime=60, absolute_lifetime=100)
     client.get("/")
@@ -281,7 +285,7 @@ def _counter(environ: dict[str, Any], start_response: Any) -> list[bytes]:
 # -- sharing, regenerate, destroy -------------------------------------------
 
 
-def test_two_middlewares_share_sessions(redis_app: Any, rclient: redis.Redis) -> None:
+def test_two_middlewares_share_sessions(redis_app: AppFactory, rclient: redis.Redis) -> None:
     # Two "processes": separate middlewares, providers and connection pools.
     mw1, client1 = redis_app()
     mw2, client2 = redis_app()
@@ -347,7 +351,9 @@ def test_no_resurrection(provider: RedisProvider, rclient: redis.Redis) -> None:
     assert rclient.keys("*") == []
 
 
-def test_no_resurrection_through_the_middleware(redis_app: Any, rclient: redis.Redis) -> None:
+def test_no_resurrection_through_the_middleware(
+    redis_app: AppFactory, rclient: redis.Redis
+) -> None:
     # While a request runs, another one (here: a second middleware) logs out.
     other_mw, _ = redis_app()
 
@@ -368,7 +374,7 @@ def test_no_resurrection_through_the_middleware(redis_app: Any, rclient: redis.R
     assert rclient.keys("*") == []
 
 
-def test_regenerate_and_destroy_cookies(redis_app: Any, rclient: redis.Redis) -> None:
+def test_regenerate_and_destroy_cookies(redis_app: AppFactory, rclient: redis.Redis) -> None:
     mw, client = redis_app()
     client.get("/")
     first = sid_of(client)
@@ -385,7 +391,7 @@ def test_regenerate_and_destroy_cookies(redis_app: Any, rclient: redis.Redis) ->
 
 
 def test_concurrent_requests_writing_different_keys_keep_both(
-    redis_app: Any, rclient: redis.Redis
+    redis_app: AppFactory, rclient: redis.Redis
 ) -> None:
     def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
         session = get_session(environ)
@@ -426,7 +432,7 @@ def test_concurrent_requests_writing_different_keys_keep_both(
 
 
 def test_unserializable_value_is_refused_and_the_store_unchanged(
-    redis_app: Any, rclient: redis.Redis
+    redis_app: AppFactory, rclient: redis.Redis
 ) -> None:
     def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
         session = get_session(environ)
