@@ -223,23 +223,23 @@ def test_close_closes_only_its_own_client(redis_url: str) -> None:
 def test_ttl_is_set_and_slides(provider: RedisProvider, rclient: redis.Redis) -> None:
     now = time.time()
     provider.create(SID, {"a": 1}, now, 60, None)
-    assert 59_000 < rclient.pttl(key(SID)) <= 60_000
+    assert 50_000 < rclient.pttl(key(SID)) <= 60_000
     rclient.pexpire(key(SID), 5000)
     assert provider.load(SID, now, 60) == {"a": 1}  # a read slides it
-    assert 59_000 < rclient.pttl(key(SID)) <= 60_000
+    assert 50_000 < rclient.pttl(key(SID)) <= 60_000
     rclient.pexpire(key(SID), 5000)
     assert provider.save(SID, {"b": 2}, [], now, 60)  # so does a write
-    assert 59_000 < rclient.pttl(key(SID)) <= 60_000
+    assert 50_000 < rclient.pttl(key(SID)) <= 60_000
 
 
 def test_ttl_through_the_middleware(redis_app: AppFactory, rclient: redis.Redis) -> None:
     mw, client = redis_app(max_lifetime=120)
     client.get("/")
     k = key(sid_of(client))
-    assert 119_000 < rclient.pttl(k) <= 120_000
+    assert 110_000 < rclient.pttl(k) <= 120_000
     rclient.pexpire(k, 1000)
     assert client.get("/peek").text.startswith("n=1")  # a read-only request
-    assert 119_000 < rclient.pttl(k) <= 120_000
+    assert 110_000 < rclient.pttl(k) <= 120_000
 
 
 def test_ttl_never_passes_the_absolute_deadline(
@@ -251,7 +251,7 @@ def test_ttl_never_passes_the_absolute_deadline(
     clock.advance(70)
     rclient.pexpire(k, 60_000)  # as if Redis's clock agreed
     client.get("/")
-    assert 29_000 < rclient.pttl(k) <= 30_000  # 100 - 70 left, not 60
+    assert 20_000 < rclient.pttl(k) <= 30_000  # 100 - 70 left, not 60
     clock.advance(31)
     assert client.get("/").text == "n=1 user=None"  # past the deadline: a new session
     assert not rclient.exists(k)
@@ -263,16 +263,18 @@ def test_redis_expires_idle_sessions(redis_url: str, rclient: redis.Redis) -> No
         _counter,
         provider="redis",
         provider_options={"url": redis_url},
-        max_lifetime=0.3,
+        max_lifetime=1,
         gc_interval=None,
     ) as mw:
         client = webtest.TestApp(mw)
         assert client.get("/").text == "n=1"
-        assert client.get("/").text == "n=2"
         k = key(sid_of(client))
-        time.sleep(0.5)
-        assert not rclient.exists(k)
-        assert client.get("/").text == "n=1"
+        assert 0 < rclient.pttl(k) <= 1000
+        deadline = time.monotonic() + 3
+        while rclient.exists(k):
+            assert time.monotonic() < deadline, "Redis did not expire the session"
+            time.sleep(0.05)
+        assert client.get("/").text == "n=1"  # a new session
 
 
 def _counter(environ: dict[str, Any], start_response: Any) -> list[bytes]:
@@ -317,7 +319,7 @@ def test_rename_moves_data_ttl_and_deadline(provider: RedisProvider, rclient: re
     assert not rclient.exists(key(SID))
     assert provider.load(SID, now, 60) is None
     assert provider.load(OTHER, now, 60) == {"a": 1}
-    assert 29_000 < rclient.pttl(key(OTHER)) <= 30_000
+    assert 20_000 < rclient.pttl(key(OTHER)) <= 30_000
     assert provider.load(OTHER, now + 31, 60) is None  # the deadline came along
 
 

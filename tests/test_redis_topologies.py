@@ -67,7 +67,7 @@ def test_cluster_rename_across_slots(cluster: RedisCluster) -> None:
     assert provider.rename(old, new, now, 60)
     assert provider.load(old, now, 60) is None
     assert provider.load(new, now, 60) == {"a": [1]}
-    assert 29_000 < cluster.pttl("session:" + new) <= 30_000
+    assert 20_000 < cluster.pttl("session:" + new) <= 30_000
     assert provider.load(new, now + 31, 60) is None  # the deadline came along
     assert not provider.rename(old, "Y" * 43, now, 60)
     assert cluster.exists("session:" + "Y" * 43) == 0
