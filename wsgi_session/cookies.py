@@ -153,7 +153,9 @@ class SessionCookie:
         if secrets is None:
             return value if is_valid_id(value) else None
         sid, dot, signature = value.partition(".")
-        if not dot or not is_valid_id(sid):
+        # An HMAC-SHA256 in unpadded base64 has an id's shape; checking it
+        # first also keeps non-ASCII text away from compare_digest (TypeError).
+        if not dot or not is_valid_id(sid) or not is_valid_id(signature):
             return None
         for secret in secrets:
             if hmac.compare_digest(_sign(secret, sid), signature):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -15,6 +16,8 @@ from .sweeper import Sweeper
 from .values import copy_value
 
 Clock = Callable[[], float]
+
+log = logging.getLogger("wsgi_session")
 
 
 def _check_seconds(option: str, value: object, *, allow_none: bool = False) -> float | None:
@@ -90,31 +93,43 @@ class Manager:
 
     def load(self, sid: str) -> dict[str, Any] | None:
         """The live session's data (a copy), refreshing its idle timeout."""
-        return self.provider.load(sid, self.clock(), self.max_lifetime)
+        try:
+            return self.provider.load(sid, self.clock(), self.max_lifetime)
+        except Exception as exc:
+            self._failed("load", exc, sid)
+            raise
 
     def create(self, data: Mapping[str, Any]) -> str:
         """Store a new session holding ``data``; return its fresh id."""
         sid = new_id()
         now = self.clock()
         absolute = self.absolute_lifetime
-        self.provider.create(
-            sid,
-            {k: copy_value(v) for k, v in data.items()},
-            now,
-            self.max_lifetime,
-            None if absolute is None else now + absolute,
-        )
+        try:
+            self.provider.create(
+                sid,
+                {k: copy_value(v) for k, v in data.items()},
+                now,
+                self.max_lifetime,
+                None if absolute is None else now + absolute,
+            )
+        except Exception as exc:
+            self._failed("create", exc, sid)
+            raise
         return sid
 
     def save(self, sid: str, changed: Mapping[str, Any], removed: Collection[str]) -> bool:
         """Write changed keys and delete removed ones; False if the session is gone."""
-        return self.provider.save(
-            sid,
-            {k: copy_value(v) for k, v in changed.items()},
-            removed,
-            self.clock(),
-            self.max_lifetime,
-        )
+        try:
+            return self.provider.save(
+                sid,
+                {k: copy_value(v) for k, v in changed.items()},
+                removed,
+                self.clock(),
+                self.max_lifetime,
+            )
+        except Exception as exc:
+            self._failed("save", exc, sid)
+            raise
 
     def regenerate(self, sid: str) -> str | None:
         """Move a live session to a fresh id; the old id is dead at once.
@@ -122,12 +137,32 @@ class Manager:
         Returns the new id, or None if ``sid`` was not live.
         """
         new = new_id()
-        if self.provider.rename(sid, new, self.clock(), self.max_lifetime):
-            return new
-        return None
+        try:
+            renamed = self.provider.rename(sid, new, self.clock(), self.max_lifetime)
+        except Exception as exc:
+            self._failed("rename", exc, sid, new)
+            raise
+        return new if renamed else None
 
     def destroy(self, sid: str) -> None:
-        self.provider.destroy(sid)
+        try:
+            self.provider.destroy(sid)
+        except Exception as exc:
+            self._failed("destroy", exc, sid)
+            raise
+
+    def _failed(self, action: str, exc: Exception, *sids: str) -> None:
+        """Log a store failure (it propagates to the caller too), without ids."""
+        message = str(exc)
+        for sid in sids:
+            message = message.replace(sid, "<id>")
+        log.warning(
+            "wsgi_session: %s failed to %s a session: %s: %s",
+            type(self.provider).__name__,
+            action,
+            type(exc).__name__,
+            message,
+        )
 
     # -- GC ----------------------------------------------------------------
 

@@ -71,7 +71,7 @@ class MemoryProvider(Provider):
                 self.evicted += 1
             sessions[sid] = entry
             if deadline is not None:
-                heapq.heappush(self._deadlines, (deadline, sid))
+                self._push_deadline(deadline, sid)
 
     def _live(self, sid: str, now: float, idle: float) -> _Entry | None:
         """The live entry for ``sid``, touched; drops it if dead. Lock held."""
@@ -123,8 +123,22 @@ class MemoryProvider(Provider):
             del self._sessions[old]
             self._sessions[new] = entry
             if entry.deadline is not None:
-                heapq.heappush(self._deadlines, (entry.deadline, new))
+                self._push_deadline(entry.deadline, new)
             return True
+
+    def _push_deadline(self, deadline: float, sid: str) -> None:
+        """Add to the deadline heap. Lock held.
+
+        Entries of sessions that went early (evicted, destroyed, renamed,
+        idle) stay until their deadline passes; under a flood of new
+        sessions they would outgrow ``max_sessions``, so the heap is rebuilt
+        from the live sessions once it is twice their number (amortised O(1)).
+        """
+        heap = self._deadlines
+        heapq.heappush(heap, (deadline, sid))
+        if len(heap) > 2 * len(self._sessions) + 64:
+            heap[:] = [(e.deadline, k) for k, e in self._sessions.items() if e.deadline is not None]
+            heapq.heapify(heap)
 
     def destroy(self, sid: str) -> None:
         with self._lock:
