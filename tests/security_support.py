@@ -1,0 +1,144 @@
+"""Helpers for the security tests.
+
+``call`` runs a WSGI app directly, as a server would, with no client-side
+validation, so tests can send headers no well-behaved client would produce.
+``CountingProvider`` and ``FlakyProvider`` are real providers (MemoryProvider
+subclasses) that count store lookups or fail on demand.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from wsgi_session import ProviderError
+from wsgi_session.ids import is_valid_id
+from wsgi_session.providers.memory import MemoryProvider
+
+
+@dataclass
+class Response:
+    status: str
+    headers: list[tuple[str, str]]
+    body: bytes
+    starts: int = 1
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def cookies(self) -> list[str]:
+        """The Set-Cookie header values."""
+        return [v for k, v in self.headers if k.lower() == "set-cookie"]
+
+    def cookie_value(self, name: str = "session_id") -> str | None:
+        """The value the last Set-Cookie for ``name`` gives (``""`` deletes)."""
+        value = None
+        for header in self.cookies():
+            pair = header.split(";", 1)[0]
+            key, _, v = pair.partition("=")
+            if key == name:
+                value = v
+        return value
+
+
+def environ_for(
+    path: str = "/", cookie: str | None = None, query: str = "", **extra: Any
+) -> dict[str, Any]:
+    environ: dict[str, Any] = {
+        "REQUEST_METHOD": "GET",
+        "SCRIPT_NAME": "",
+        "PATH_INFO": path,
+        "QUERY_STRING": query,
+        "SERVER_NAME": "localhost",
+        "SERVER_PORT": "80",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "wsgi.version": (1, 0),
+        "wsgi.url_scheme": "http",
+        "wsgi.input": None,
+        "wsgi.errors": None,
+        "wsgi.multithread": True,
+        "wsgi.multiprocess": False,
+        "wsgi.run_once": False,
+    }
+    if cookie is not None:
+        environ["HTTP_COOKIE"] = cookie
+    environ.update(extra)
+    return environ
+
+
+def call(app: Callable[..., Any], environ: dict[str, Any]) -> Response:
+    """Run one request through ``app`` the way a WSGI server does."""
+    started: list[tuple[str, list[tuple[str, str]]]] = []
+
+    def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+        if exc_info is not None and started:
+            raise exc_info[1].with_traceback(exc_info[2])
+        started.append((status, list(headers)))
+        return chunks.append
+
+    chunks: list[bytes] = []
+    result = app(environ, start_response)
+    try:
+        for chunk in result:
+            chunks.append(chunk)
+    finally:
+        close = getattr(result, "close", None)
+        if close is not None:
+            close()
+    assert started, "the app never called start_response"
+    status, headers = started[-1]
+    return Response(status, headers, b"".join(chunks), starts=len(started))
+
+
+class CountingProvider(MemoryProvider):
+    """A MemoryProvider that counts ``load`` calls and remembers malformed ids."""
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self.loads = 0
+        self.malformed: list[str] = []
+
+    def load(self, sid: str, now: float, idle: float) -> dict[str, Any] | None:
+        self.loads += 1
+        if not is_valid_id(sid):
+            self.malformed.append(sid)
+        return super().load(sid, now, idle)
+
+
+class FlakyProvider(MemoryProvider):
+    """A MemoryProvider whose every operation raises ProviderError while ``down``.
+
+    ``message`` is the error text; ``{sid}`` in it is replaced by the id the
+    operation was given (a careless store that puts ids in its errors).
+    """
+
+    def __init__(self, message: str = "store unreachable", **options: Any) -> None:
+        super().__init__(**options)
+        self.down = False
+        self.message = message
+
+    def _check(self, sid: str) -> None:
+        if self.down:
+            try:
+                raise ConnectionError("connection refused")
+            except ConnectionError as exc:
+                raise ProviderError(self.message.format(sid=sid)) from exc
+
+    def create(self, sid: str, data: Any, now: float, idle: float, deadline: Any) -> None:
+        self._check(sid)
+        super().create(sid, data, now, idle, deadline)
+
+    def load(self, sid: str, now: float, idle: float) -> dict[str, Any] | None:
+        self._check(sid)
+        return super().load(sid, now, idle)
+
+    def save(self, sid: str, changed: Any, removed: Any, now: float, idle: float) -> bool:
+        self._check(sid)
+        return super().save(sid, changed, removed, now, idle)
+
+    def rename(self, old: str, new: str, now: float, idle: float) -> bool:
+        self._check(old)
+        return super().rename(old, new, now, idle)
+
+    def destroy(self, sid: str) -> None:
+        self._check(sid)
+        super().destroy(sid)
