@@ -60,7 +60,9 @@ structured = st.builds(
     st.sampled_from(["; ", ";", " ;", ",", ";;", ""]),
 )
 duplicates = st.builds(
-    lambda v, n: "; ".join([f"session_id={v}"] * n), st.one_of(id_shaped, live), st.integers(1, 2000)
+    lambda v, n: "; ".join([f"session_id={v}"] * n),
+    st.one_of(id_shaped, live),
+    st.integers(1, 2000),
 )
 cookie_header = st.one_of(
     st.none(),
@@ -146,7 +148,7 @@ def test_hostile_cookies_and_paths(secret: str | None, requests: list[Any]) -> N
 
     for header, req_path, action in requests:
         if header is not None:
-            for placeholder, cookie in zip(LIVE, live_values):
+            for placeholder, cookie in zip(LIVE, live_values, strict=True):
                 header = header.replace(placeholder, cookie)
         environ = environ_for(req_path, header, **{"fuzz.action": action})
         loads_before = provider.loads
