@@ -97,6 +97,7 @@ class SessionMiddleware:
         # A persistent cookie is re-sent whenever the session is used, so its
         # Max-Age slides with the idle timeout.
         self._refresh_cookie = cookie_max_age is not None
+        self._secure = secure
         self._started = False
         _instances.add(self)
 
@@ -124,6 +125,11 @@ class SessionMiddleware:
                 "server runs several; each worker has its own sessions. Use one "
                 "worker (with threads) or a shared provider such as 'redis'.",
                 type(self.manager.provider).__name__,
+            )
+        if not self._secure and environ.get("wsgi.url_scheme") == "https":
+            log.warning(
+                "wsgi_session: this app is served over HTTPS but secure=False, so "
+                "browsers also send the session cookie over plain HTTP. Set secure=True."
             )
 
     def close(self) -> None:

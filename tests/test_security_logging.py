@@ -1,0 +1,235 @@
+"""Logging under ``wsgi_session``: sweeps, store failures, and never an id or a value."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from security_support import FlakyProvider, Response, call, environ_for
+
+from wsgi_session import Manager, ProviderError, SessionMiddleware, get_session
+from wsgi_session.ids import new_id
+from wsgi_session.providers.memory import MemoryProvider
+
+LOGGER = "wsgi_session"
+
+
+def wait_for(condition: Callable[[], bool], seconds: float = 2.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        threading.Event().wait(0.005)
+    return True
+
+
+def gc_records(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if r.name == LOGGER and "GC removed" in r.getMessage()]
+
+
+def test_gc_sweeps_are_logged_at_debug_with_count_and_duration(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG, logger=LOGGER)
+    clock = [1000.0]
+    manager = Manager(MemoryProvider(), max_lifetime=60, gc_interval=0.005, clock=lambda: clock[0])
+    for i in range(3):
+        manager.create({"n": i})
+    clock[0] += 61
+    manager.start_gc()
+    try:
+        assert wait_for(lambda: any(r.args and r.args[0] == 3 for r in gc_records(caplog)))
+    finally:
+        manager.close()
+    record = next(r for r in gc_records(caplog) if r.args and r.args[0] == 3)
+    assert record.levelno == logging.DEBUG
+    count, duration_ms = record.args  # type: ignore[misc]
+    assert isinstance(duration_ms, float) and duration_ms >= 0
+    assert record.getMessage().startswith("session GC removed 3 sessions in ")
+    assert record.getMessage().endswith(" ms")
+
+
+def counter(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+    session = get_session(environ)
+    session["n"] = session.get("n", 0) + 1
+    start_response("200 OK", [])
+    return [str(session["n"]).encode()]
+
+
+def warnings_of(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == LOGGER and r.levelno >= 30]
+
+
+def test_failed_load_is_logged_and_raised(caplog: pytest.LogCaptureFixture) -> None:
+    provider = FlakyProvider()
+    with SessionMiddleware(counter, provider=provider, gc_interval=None) as mw:
+        cookie = call(mw, environ_for("/")).cookie_value()
+        provider.down = True
+        with pytest.raises(ProviderError):
+            call(mw, environ_for("/", f"session_id={cookie}"))
+    assert warnings_of(caplog) == [
+        "wsgi_session: FlakyProvider failed to load a session: ProviderError: store unreachable"
+    ]
+    assert caplog.records[-1].levelno == logging.WARNING
+
+
+def test_failed_save_at_response_start_is_logged_and_raised(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    provider = FlakyProvider()
+
+    def breaks_the_store(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        session = get_session(environ)
+        session["n"] = session.get("n", 0) + 1
+        provider.down = True  # fails between the read and the save
+        start_response("200 OK", [])
+        return [b""]
+
+    with SessionMiddleware(breaks_the_store, provider=provider, gc_interval=None) as mw:
+        with pytest.raises(ProviderError):
+            call(mw, environ_for("/"))
+    assert any("failed to create a session" in m for m in warnings_of(caplog))
+
+
+def test_failed_save_after_an_app_error_is_logged_at_error(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    provider = FlakyProvider()
+
+    def fails(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        session = get_session(environ)
+        session["n"] = 5
+        provider.down = True
+        raise RuntimeError("the app failed")
+
+    with SessionMiddleware(fails, provider=provider, gc_interval=None) as mw:
+        provider.create(new_id(), {"n": 1}, 0.0, 1.0, None)  # unrelated, keeps the store busy
+        cookie = call(SessionMiddleware(counter, provider=provider, gc_interval=None),
+                      environ_for("/")).cookie_value()
+        with pytest.raises(RuntimeError, match="the app failed"):  # the app's error, not ours
+            call(mw, environ_for("/", f"session_id={cookie}"))
+    errors = [r for r in caplog.records if r.name == LOGGER and r.levelno == logging.ERROR]
+    assert [r.getMessage() for r in errors] == [
+        "wsgi_session: could not save the session after an app error"
+    ]
+    assert any("failed to save a session" in m for m in warnings_of(caplog))
+
+
+def test_ids_in_a_store_error_message_are_redacted(caplog: pytest.LogCaptureFixture) -> None:
+    """A careless store may put the key in its error; the log never shows it."""
+    provider = FlakyProvider(message="no reply for key session:{sid}")
+    with SessionMiddleware(counter, provider=provider, gc_interval=None) as mw:
+        cookie = call(mw, environ_for("/")).cookie_value()
+        assert cookie
+        provider.down = True
+        with pytest.raises(ProviderError):
+            call(mw, environ_for("/", f"session_id={cookie}"))
+    (message,) = warnings_of(caplog)
+    assert message.endswith("no reply for key session:<id>")
+    assert cookie not in message
+
+
+def test_https_without_secure_is_warned_once(caplog: pytest.LogCaptureFixture) -> None:
+    with SessionMiddleware(counter, gc_interval=None) as mw:
+        call(mw, environ_for("/", **{"wsgi.url_scheme": "https"}))
+        call(mw, environ_for("/", **{"wsgi.url_scheme": "https"}))
+    assert [m for m in warnings_of(caplog) if "secure=False" in m] == [
+        "wsgi_session: this app is served over HTTPS but secure=False, so browsers also "
+        "send the session cookie over plain HTTP. Set secure=True."
+    ]
+    with SessionMiddleware(counter, gc_interval=None, secure=True) as mw:
+        caplog.clear()
+        call(mw, environ_for("/", **{"wsgi.url_scheme": "https"}))
+    assert warnings_of(caplog) == []
+
+
+def test_no_id_and_no_value_is_ever_logged(caplog: pytest.LogCaptureFixture) -> None:
+    """Every record ``wsgi_session`` emits over a whole life, errors included,
+    formatted with its traceback, holds no session id and no session value."""
+    caplog.set_level(logging.DEBUG, logger=LOGGER)
+    marker = "value-" + new_id()  # made at run time: no source line shows it
+    values = {"secret": marker, "nested": {"card": marker + "-card"}, "list": [marker + "-l"]}
+    clock = [1000.0]
+    provider = FlakyProvider(message="store unreachable")
+    seen: set[str] = set()
+
+    def lifecycle(environ: dict[str, Any], start_response: Any) -> Any:
+        session = get_session(environ)
+        action = environ["PATH_INFO"]
+        if action == "/write":
+            session.update(values)
+        elif action == "/regenerate":
+            session.regenerate()
+        elif action == "/destroy":
+            session.destroy()
+        elif action == "/fail":
+            session["more"] = values["secret"]
+            provider.down = True
+            raise RuntimeError("the app failed")
+        elif action == "/late":
+
+            def body() -> Any:
+                yield b"x"
+                session.update(values)  # after the headers: logged, not stored
+
+            start_response("200 OK", [])
+            return body()
+        seen.add(session.sid or "")
+        start_response("200 OK", [])
+        return [repr(session).encode()]
+
+    mw = SessionMiddleware(
+        lifecycle,
+        provider=provider,
+        max_lifetime=60,
+        absolute_lifetime=600,
+        gc_interval=0.005,
+        clock=lambda: clock[0],
+    )
+    issued: list[str] = []
+
+    def send(path: str, cookie: str | None, **extra: Any) -> Response:
+        res = call(mw, environ_for(path, None if cookie is None else f"session_id={cookie}",
+                                   **extra))
+        value = res.cookie_value()
+        if value:
+            issued.append(value)
+        return res
+
+    try:
+        # First request: multi-process server over HTTPS without secure=True.
+        send("/write", None, **{"wsgi.multiprocess": True, "wsgi.url_scheme": "https"})
+        sid = issued[-1]
+        send("/read", sid)
+        send("/regenerate", sid)
+        sid = issued[-1]
+        send("/late", None)
+        send("/write", None)  # a second session, left to expire
+        clock[0] += 30
+        send("/read", sid)  # sid stays live; the other one expires at +60
+        clock[0] += 31
+        assert wait_for(lambda: any(r.args and r.args[0] >= 1 for r in gc_records(caplog)))
+        with pytest.raises(RuntimeError):
+            send("/fail", sid)
+        with pytest.raises(ProviderError):
+            send("/read", sid)
+        provider.down = False
+        send("/destroy", sid)
+        send("/read", new_id())  # a forged id
+    finally:
+        mw.close()
+
+    records = [r for r in caplog.records if r.name.startswith(LOGGER)]
+    levels = {r.levelname for r in records}
+    assert {"DEBUG", "WARNING", "ERROR"} <= levels  # the whole range was exercised
+    formatter = logging.Formatter("%(levelname)s %(name)s %(message)s")
+    text = "\n".join(formatter.format(r) for r in records)
+    secrets_ = set(issued) | (seen - {""})
+    assert len(secrets_) >= 3
+    for secret in secrets_:
+        assert secret not in text
+    assert marker not in text  # nor any value (they all contain the marker)
