@@ -89,9 +89,9 @@ def test_failed_save_at_response_start_is_logged_and_raised(
         start_response("200 OK", [])
         return [b""]
 
-    with SessionMiddleware(breaks_the_store, provider=provider, gc_interval=None) as mw:
-        with pytest.raises(ProviderError):
-            call(mw, environ_for("/"))
+    mw = SessionMiddleware(breaks_the_store, provider=provider, gc_interval=None)
+    with mw, pytest.raises(ProviderError):
+        call(mw, environ_for("/"))
     assert any("failed to create a session" in m for m in warnings_of(caplog))
 
 
@@ -106,12 +106,11 @@ def test_failed_save_after_an_app_error_is_logged_at_error(
         provider.down = True
         raise RuntimeError("the app failed")
 
-    with SessionMiddleware(fails, provider=provider, gc_interval=None) as mw:
-        provider.create(new_id(), {"n": 1}, 0.0, 1.0, None)  # unrelated, keeps the store busy
-        cookie = call(SessionMiddleware(counter, provider=provider, gc_interval=None),
-                      environ_for("/")).cookie_value()
-        with pytest.raises(RuntimeError, match="the app failed"):  # the app's error, not ours
-            call(mw, environ_for("/", f"session_id={cookie}"))
+    with SessionMiddleware(counter, provider=provider, gc_interval=None) as mw:
+        cookie = call(mw, environ_for("/")).cookie_value()
+    mw = SessionMiddleware(fails, provider=provider, gc_interval=None)
+    with mw, pytest.raises(RuntimeError, match="the app failed"):  # the app's error, not ours
+        call(mw, environ_for("/", f"session_id={cookie}"))
     errors = [r for r in caplog.records if r.name == LOGGER and r.levelno == logging.ERROR]
     assert [r.getMessage() for r in errors] == [
         "wsgi_session: could not save the session after an app error"
