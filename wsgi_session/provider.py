@@ -37,7 +37,9 @@ class Provider(ABC):
     * **Values** are JSON-compatible (``None``, ``bool``, ``int``, ``float``,
       ``str``, ``list`` and ``dict`` with ``str`` keys; the manager checks this
       before a value reaches the provider). Keys are non-empty ``str``.
-    * **Privacy.** Never log session ids or session contents.
+    * **Privacy.** Never log session ids or session contents, and keep ids
+      out of exception messages (they end up in logs; the manager redacts
+      the ids it knows from the messages it logs, as a second line).
 
     Times are seconds from the manager's clock (``time.time`` unless a test
     injects another), so an out-of-process store can compare them across
