@@ -192,3 +192,39 @@ def test_a_refused_option_builds_no_provider() -> None:
     with pytest.raises(ValueError, match="max_lifetime"):
         SessionMiddleware(app, provider="tracked-for-test_config", max_lifetime=0)
     assert built == []
+
+
+def _as_ini(options: dict[str, Any]) -> dict[str, str] | None:
+    """The options as an .ini file would give them, or None if it cannot."""
+    out = {}
+    for key, value in options.items():
+        if type(value) is bool:
+            out[key] = "true" if value else "false"
+        elif type(value) in (int, float, str):
+            text = str(value)
+            if text != text.strip():
+                return None  # an .ini file cannot carry surrounding whitespace
+            if text == "" and key in ("samesite", "cookie_domain", "secret"):
+                return None  # in an .ini file, empty means None for these
+            out[key] = text
+        else:
+            return None
+    return out
+
+
+PASTE = [
+    (case[0], ini, case[3])
+    for case in BAD
+    if case[2] is ValueError
+    and "provider" not in case[1]
+    and (ini := _as_ini(case[1])) is not None
+]
+
+
+@pytest.mark.parametrize(("conf", "named"), [p[1:] for p in PASTE], ids=[p[0] for p in PASTE])
+def test_the_same_checks_apply_to_pastedeploy_strings(conf: dict[str, str], named: str) -> None:
+    from wsgi_session.paste import filter_app_factory
+
+    with pytest.raises((ValueError, TypeError)) as info:
+        filter_app_factory(app, {}, **conf)
+    assert named in str(info.value)
