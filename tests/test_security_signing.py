@@ -6,6 +6,7 @@ subclass that counts its ``load`` calls) handed to the middleware.
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import pytest
@@ -187,3 +188,33 @@ def test_plain_middleware_refuses_signed_values(provider: CountingProvider) -> N
     cookie = send(middleware(provider, NEW), None).cookie_value()
     assert send(middleware(provider), cookie).body == b"1"
     assert provider.loads == 0
+
+
+# -- parsing cost --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "template", ['session_id="{}"', '"x"; session_id="{}"', 'a="b"; session_id={}'],
+    ids=["quoted", "after-quoted", "unquoted-after-quoted"],
+)
+def test_quoted_values_are_unquoted(provider: CountingProvider, template: str) -> None:
+    mw = middleware(provider)
+    live = send(mw, None).cookie_value()
+    res = call(mw, environ_for("/", template.format(live)))
+    assert res.body == b"2"
+
+
+def test_hostile_cookie_header_is_parsed_in_linear_time(provider: CountingProvider) -> None:
+    """webob's parse_cookie, used before, is quadratic on a quoted value next
+    to a long run of name characters: an 8 KB header cost about a second of
+    CPU per request. A 1 MB one would take hours; linear parsing, milliseconds."""
+    mw = middleware(provider)
+    live = send(mw, None).cookie_value()
+    header = 'session_id="x"; ' + "A" * 1_000_000 + f'; session_id="{live}"'
+    result: list[Response] = []
+    worker = threading.Thread(target=lambda: result.append(call(mw, environ_for("/", header))))
+    worker.daemon = True
+    worker.start()
+    worker.join(30)  # a bound for a hang, not a speed measurement
+    assert not worker.is_alive(), "parsing a 1 MB Cookie header did not finish"
+    assert result[0].body == b"2"
