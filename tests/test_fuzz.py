@@ -128,7 +128,7 @@ def cookie_shape_ok(value: str, signed: bool) -> bool:
 
 @pytest.mark.parametrize("secret", [None, SECRET], ids=["plain", "signed"])
 @settings(
-    max_examples=150,
+    max_examples=300,
     deadline=None,
     database=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
