@@ -12,6 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import webtest
+
 from wsgi_session import ProviderError
 from wsgi_session.ids import is_valid_id
 from wsgi_session.providers.memory import MemoryProvider
@@ -142,3 +144,20 @@ class FlakyProvider(MemoryProvider):
     def destroy(self, sid: str) -> None:
         self._check(sid)
         super().destroy(sid)
+
+
+def issued_id(res: webtest.TestResponse, name: str = "session_id") -> str | None:
+    """The session id a response's Set-Cookie gives, or None."""
+    value = None
+    for header in res.headers.getall("Set-Cookie"):
+        key, _, rest = header.split(";", 1)[0].partition("=")
+        if key == name:
+            value = rest
+    return value
+
+
+def visit(client: webtest.TestApp, sid: str | None, path: str = "/") -> webtest.TestResponse:
+    """A request that presents ``sid`` (or no cookie) whatever the client kept."""
+    headers = {} if sid is None else {"Cookie": f"session_id={sid}"}
+    client.reset()
+    return client.get(path, headers=headers)

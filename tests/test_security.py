@@ -7,30 +7,11 @@ import threading
 import time
 from typing import Any
 
-import webtest
-from security_support import call, environ_for
+from security_support import call, environ_for, issued_id, visit
 
 from wsgi_session import Manager, SessionMiddleware
 from wsgi_session.ids import is_valid_id, new_id
 from wsgi_session.providers.memory import MemoryProvider
-
-
-def issued_id(res: webtest.TestResponse, name: str = "session_id") -> str | None:
-    """The session id a response's Set-Cookie gives, or None."""
-    value = None
-    for header in res.headers.getall("Set-Cookie"):
-        key, _, rest = header.split(";", 1)[0].partition("=")
-        if key == name:
-            value = rest
-    return value
-
-
-def visit(client: webtest.TestApp, sid: str | None, path: str = "/") -> webtest.TestResponse:
-    """A request that presents ``sid`` (or no cookie) whatever the client kept."""
-    headers = {} if sid is None else {"Cookie": f"session_id={sid}"}
-    client.reset()
-    return client.get(path, headers=headers)
-
 
 # -- fixation: ids the server did not issue, or no longer honours -----------
 
