@@ -89,3 +89,10 @@ def test_flood_with_absolute_lifetime_keeps_memory_bounded() -> None:
     # a bounded index takes a few tens of kB.
     assert grown < 1_000_000, grown
     manager.close()
+
+
+def test_max_sessions_through_provider_options() -> None:
+    with SessionMiddleware(writer, provider_options={"max_sessions": 5}, gc_interval=None) as mw:
+        for _ in range(20):
+            call(mw, environ_for("/"))
+        assert len(mw.manager.provider) == 5
