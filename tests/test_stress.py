@@ -11,6 +11,7 @@ the join timeout, and every increment is there: no lost write.
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 
 from security_support import Response, call, environ_for
@@ -41,7 +42,9 @@ def stress_app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
     action = environ["PATH_INFO"]
     key = environ["QUERY_STRING"]
     if action == "/inc":
-        session[key] = session.get(key, 0) + 1
+        value = session.get(key, 0)
+        time.sleep(0)  # the app does some I/O: other requests run in between
+        session[key] = value + 1
     elif action == "/regenerate":
         session.regenerate()
     elif action == "/throwaway":
