@@ -229,3 +229,21 @@ def test_threads_hammering_one_provider_keep_it_consistent() -> None:
     # Only the shared session outlives the sweeps: every other one expired.
     p.gc(1e6)
     assert len(p) == 1
+
+
+def test_the_deadline_order_never_outgrows_the_store() -> None:
+    # Destroyed, renamed, evicted and idle-expired sessions leave no trace in
+    # the second order, so a flood with an absolute lifetime stays bounded.
+    p = MemoryProvider(max_sessions=100)
+    for i in range(5000):
+        sid = new_id()
+        p.create(sid, {"v": 1}, float(i), IDLE, float(i) + 1e6)
+        if i % 3 == 0:
+            p.destroy(sid)
+        elif i % 3 == 1:
+            p.rename(sid, new_id(), float(i), IDLE)
+    assert len(p) == 100
+    assert len(p._by_deadline) == 100
+    p.load(next(iter(p._sessions)), 1e9, IDLE)  # found dead on load
+    assert len(p._by_deadline) == 99
+    assert p.gc(2e6) == 99 and len(p._by_deadline) == 0

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import heapq
 import threading
 import time
 from collections import OrderedDict
@@ -30,8 +29,8 @@ class MemoryProvider(Provider):
     This is the Go design's list plus map, in one ``OrderedDict``: a load
     moves its session to the recent end, so the background sweep walks from
     the cold end and stops at the first live session. Sessions with an
-    absolute deadline are also kept in a heap, so sessions that are in
-    constant use still end on time.
+    absolute deadline are also kept in creation order, so the sweep finds
+    sessions past their deadline even when they are in constant use.
 
     ``max_sessions`` bounds memory: when the store is full, a new session
     evicts the least recently used one. ``gc_batch`` is how many sessions a
@@ -50,14 +49,25 @@ class MemoryProvider(Provider):
             raise ValueError(f"gc_batch must be a positive int, not {gc_batch!r}")
         self.max_sessions = max_sessions
         self.gc_batch = gc_batch
+        # Recency order: least recently used first.
         self._sessions: OrderedDict[str, _Entry] = OrderedDict()
-        self._deadlines: list[tuple[float, str]] = []
+        # Sessions with a deadline, in creation order: with one absolute
+        # lifetime that is deadline order. Every session is in it at most
+        # once, so it never outgrows the store. (An OrderedDict: finding a
+        # plain dict's first key slows down as deletions pile up at its front.)
+        self._by_deadline: OrderedDict[str, _Entry] = OrderedDict()
         self._lock = threading.Lock()
         #: Sessions evicted by ``max_sessions`` since creation (for monitoring).
         self.evicted = 0
 
     def __len__(self) -> int:
         return len(self._sessions)
+
+    def _remove(self, sid: str) -> None:
+        """Forget ``sid`` in both orders. Lock held."""
+        entry = self._sessions.pop(sid, None)
+        if entry is not None and entry.deadline is not None:
+            self._by_deadline.pop(sid, None)
 
     def create(
         self, sid: str, data: Mapping[str, Any], now: float, idle: float, deadline: float | None
@@ -67,11 +77,11 @@ class MemoryProvider(Provider):
         sessions = self._sessions
         with self._lock:
             while len(sessions) >= self.max_sessions:
-                sessions.popitem(last=False)
+                self._remove(next(iter(sessions)))
                 self.evicted += 1
             sessions[sid] = entry
             if deadline is not None:
-                self._push_deadline(deadline, sid)
+                self._by_deadline[sid] = entry
 
     def _live(self, sid: str, now: float, idle: float) -> _Entry | None:
         """The live entry for ``sid``, touched; drops it if dead. Lock held."""
@@ -79,7 +89,7 @@ class MemoryProvider(Provider):
         if entry is None:
             return None
         if entry.expires <= now:
-            del self._sessions[sid]
+            self._remove(sid)
             return None
         deadline = entry.deadline
         entry.expires = now + idle if deadline is None else min(now + idle, deadline)
@@ -120,29 +130,17 @@ class MemoryProvider(Provider):
             entry = self._live(old, now, idle)
             if entry is None:
                 return False
-            del self._sessions[old]
+            self._remove(old)
             self._sessions[new] = entry
             if entry.deadline is not None:
-                self._push_deadline(entry.deadline, new)
+                # Now out of deadline order: it may outstay its deadline in
+                # memory until the sweep reaches it, but never past a load.
+                self._by_deadline[new] = entry
             return True
-
-    def _push_deadline(self, deadline: float, sid: str) -> None:
-        """Add to the deadline heap. Lock held.
-
-        Entries of sessions that went early (evicted, destroyed, renamed,
-        idle) stay until their deadline passes; under a flood of new
-        sessions they would outgrow ``max_sessions``, so the heap is rebuilt
-        from the live sessions once it is twice their number (amortised O(1)).
-        """
-        heap = self._deadlines
-        heapq.heappush(heap, (deadline, sid))
-        if len(heap) > 2 * len(self._sessions) + 64:
-            heap[:] = [(e.deadline, k) for k, e in self._sessions.items() if e.deadline is not None]
-            heapq.heapify(heap)
 
     def destroy(self, sid: str) -> None:
         with self._lock:
-            self._sessions.pop(sid, None)
+            self._remove(sid)
 
     def gc(self, now: float) -> int:
         """Remove dead sessions, ``gc_batch`` at a time, releasing the lock
@@ -150,33 +148,30 @@ class MemoryProvider(Provider):
         removed = 0
         while True:
             with self._lock:
-                n, steps = self._sweep_batch(now)
+                n = self._sweep_batch(now)
             removed += n
-            if steps < self.gc_batch:
+            if n < self.gc_batch:
                 return removed
             time.sleep(0)  # let waiting request threads take the lock
 
-    def _sweep_batch(self, now: float) -> tuple[int, int]:
-        """One batch: (sessions removed, steps taken). Lock held."""
-        sessions = self._sessions
+    def _sweep_batch(self, now: float) -> int:
+        """Remove up to ``gc_batch`` dead sessions. Lock held."""
         budget = self.gc_batch
-        n = steps = 0
+        n = 0
         # Idle expiry: the cold end of the recency order.
-        while steps < budget and sessions:
+        sessions = self._sessions
+        while n < budget and sessions:
             sid = next(iter(sessions))
             if sessions[sid].expires > now:
                 break
-            del sessions[sid]
+            self._remove(sid)
             n += 1
-            steps += 1
         # Absolute deadlines: sessions in constant use never reach the cold end.
-        # The heap may name sessions already gone (destroyed, renamed, evicted).
-        heap = self._deadlines
-        while steps < budget and heap and heap[0][0] <= now:
-            _, sid = heapq.heappop(heap)
-            steps += 1
-            entry = sessions.get(sid)
-            if entry is not None and entry.deadline is not None and entry.deadline <= now:
-                del sessions[sid]
-                n += 1
-        return n, steps
+        by_deadline = self._by_deadline
+        while n < budget and by_deadline:
+            sid = next(iter(by_deadline))
+            if by_deadline[sid].deadline > now:  # type: ignore[operator]
+                break
+            self._remove(sid)
+            n += 1
+        return n
