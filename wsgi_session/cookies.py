@@ -43,7 +43,16 @@ class SessionCookie:
     any listed secret verifies, so secrets can be rotated.
     """
 
-    __slots__ = ("name", "_key", "_set_prefix", "_set_suffix", "delete_header", "_secrets")
+    __slots__ = (
+        "name",
+        "_key",
+        "_find_ids",
+        "_find_values",
+        "_set_prefix",
+        "_set_suffix",
+        "delete_header",
+        "_secrets",
+    )
 
     def __init__(
         self,
@@ -112,31 +121,45 @@ class SessionCookie:
             attrs += "; Partitioned"
         self.name = name
         self._key = name + "="
+        # Applied to ";" + header, so every cookie starts with ";" and the
+        # search can jump from one ";" to the next. A cookie is the text
+        # between two ";"; it is ours when the part before its first "="
+        # is our name once stripped (\s is what str.strip() strips).
+        # _find_values gives the raw values; _find_ids only the values that
+        # are, once stripped, well-formed ids (the shape ids.is_valid_id checks).
+        part = rf";\s*{re.escape(name)}\s*="
+        self._find_ids = re.compile(part + r"\s*([A-Za-z0-9_-]{43})\s*(?=;|\Z)").findall
+        self._find_values = re.compile(part + "([^;]*)").findall
         self._set_prefix = name + "="
         self._set_suffix = (f"; Max-Age={max_age}" if max_age is not None else "") + attrs
         self.delete_header = ("Set-Cookie", f"{name}=; Max-Age=0; Expires={_EPOCH}{attrs}")
 
     def set_header(self, sid: str) -> tuple[str, str]:
         """The Set-Cookie header that gives the client ``sid``."""
-        value = sid if self._secrets is None else sid + "." + _sign(self._secrets[0], sid)
-        return ("Set-Cookie", self._set_prefix + value + self._set_suffix)
+        if self._secrets is not None:
+            sid = sid + "." + _sign(self._secrets[0], sid)
+        return ("Set-Cookie", f"{self._set_prefix}{sid}{self._set_suffix}")
 
     def ids(self, header: str) -> list[str]:
         """The well-formed (and, with a secret, correctly signed) session ids
         in a Cookie header, in order, at most MAX_CANDIDATES. Never raises."""
         if self._key not in header:
             return []
-        values = []
-        for part in header.split(";"):
-            key, sep, value = part.partition("=")
-            if sep and key.strip() == self.name:
-                values.append(value.strip())
-        if '"' in header:
-            # RFC 6265 allows DQUOTEs around a value. Unquoted here, in linear
-            # time: webob's parse_cookie is quadratic on some headers (an
-            # 8 KB Cookie header took it about a second). Our values hold no
-            # ';' or '"', so a quoted value with those in it is not ours anyway.
-            values = [v[1:-1] if len(v) > 1 and v[0] == '"' == v[-1] else v for v in values]
+        if self._secrets is None and '"' not in header:
+            # The usual header: one regex pass (no split, no strip) finds the
+            # well-formed ids.
+            found: list[str] = self._find_ids(";" + header)
+            if len(found) < 2:
+                return found
+            values = found
+        else:
+            values = [v.strip() for v in self._find_values(";" + header)]
+            if '"' in header:
+                # RFC 6265 allows DQUOTEs around a value. Unquoted here, in linear
+                # time: webob's parse_cookie is quadratic on some headers (an
+                # 8 KB Cookie header took it about a second). Our values hold no
+                # ';' or '"', so a quoted value with those in it is not ours anyway.
+                values = [v[1:-1] if len(v) > 1 and v[0] == '"' == v[-1] else v for v in values]
         out = []
         for value in values:
             sid = self._verify(value)

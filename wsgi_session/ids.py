@@ -1,22 +1,45 @@
-"""Session ids: 256 bits from ``secrets``, URL-safe base64 without padding."""
+"""Session ids: 258 bits from ``secrets``, 43 characters of URL-safe base64."""
 
 from __future__ import annotations
 
+import os
 import re
-from secrets import token_urlsafe
+from base64 import urlsafe_b64encode
+from secrets import token_bytes
 
-ID_BYTES = 32
-ID_LENGTH = 43  # len(token_urlsafe(32))
+ID_BYTES = 32  # at least this much randomness per id (258 bits in fact)
+ID_LENGTH = 43
 
 _ID = re.compile(r"[A-Za-z0-9_-]{43}")
 _match = _ID.fullmatch
 
+# One call to the OS's random source costs as much as a whole request, so ids
+# are made 64 at a time: 33 random bytes encode to exactly 44 base64
+# characters, of which an id takes the first 43. ``list.pop`` is atomic, so
+# two threads never get the same id; a forked child empties the pool so it
+# never hands out ids its parent may also hand out (as ``random`` reseeds).
+_BATCH = 64
+_pool: list[str] = []
+
+
+def _refill() -> None:
+    text = urlsafe_b64encode(token_bytes(33 * _BATCH)).decode("ascii")
+    _pool.extend([text[i : i + ID_LENGTH] for i in range(0, 44 * _BATCH, 44)])
+
 
 def new_id() -> str:
     """A fresh, unguessable session id."""
-    return token_urlsafe(ID_BYTES)
+    while True:
+        try:
+            return _pool.pop()
+        except IndexError:
+            _refill()
 
 
 def is_valid_id(value: str) -> bool:
     """Whether ``value`` has the shape of one of our ids (no store lookup)."""
     return len(value) == ID_LENGTH and _match(value) is not None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_pool.clear)

@@ -13,7 +13,7 @@ from . import registry
 from .ids import new_id
 from .provider import Provider
 from .sweeper import Sweeper
-from .values import copy_value
+from .values import copy_values
 
 Clock = Callable[[], float]
 
@@ -107,7 +107,7 @@ class Manager:
         try:
             self.provider.create(
                 sid,
-                {k: copy_value(v) for k, v in data.items()},
+                copy_values(data),
                 now,
                 self.max_lifetime,
                 None if absolute is None else now + absolute,
@@ -119,14 +119,13 @@ class Manager:
 
     def save(self, sid: str, changed: Mapping[str, Any], removed: Collection[str]) -> bool:
         """Write changed keys and delete removed ones; False if the session is gone."""
+        return self.save_copies(sid, copy_values(changed), removed)
+
+    def save_copies(self, sid: str, changed: dict[str, Any], removed: Collection[str]) -> bool:
+        """:meth:`save` for a caller that hands over its own copies (the session):
+        ``changed`` and its values go to the provider as they are."""
         try:
-            return self.provider.save(
-                sid,
-                {k: copy_value(v) for k, v in changed.items()},
-                removed,
-                self.clock(),
-                self.max_lifetime,
-            )
+            return self.provider.save(sid, changed, removed, self.clock(), self.max_lifetime)
         except Exception as exc:
             self._failed("save", exc, sid)
             raise

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from .cookies import SessionCookie
 from .manager import Clock, Manager
 from .provider import Provider
-from .session import DELETE, SEND, Session
+from .session import DELETE, KEEP, SEND, Session
 
 if TYPE_CHECKING:
     from _typeshed import OptExcInfo
@@ -104,15 +104,30 @@ class SessionMiddleware:
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         if not self._started:
             self._first_request(environ)
-        session = Session(self.manager, self.cookie, environ)
+        session = _Exchange(self.manager, self.cookie, environ)
+        session._mw = self
+        session._server_start_response = start_response
+        session._pending = None
+        session._write = None
+        session._deferring = True
         environ[self.environ_key] = session
-        exchange = _Exchange(self, session, start_response)
         try:
-            result = self.app(environ, exchange.start_response)
+            result = self.app(environ, session._start_response)
         except BaseException:
-            exchange.save_after_error()
+            session._save_after_error()
             raise
-        return exchange.returned(result, environ)
+        pending = session._pending
+        if pending is not None and session._write is None and result.__class__ is list:
+            # The usual response, a list body with its headers still pending:
+            # what _returned() does, without the steps a list never needs.
+            status, headers, exc_info = pending
+            if session._data is not None:
+                headers = self._response_headers(session, headers)
+            # Hold nothing of the server's past the response (no cycles).
+            session._server_start_response = _responded
+            start_response(status, headers, exc_info)
+            return result
+        return session._returned(result, environ)
 
     def _first_request(self, environ: WSGIEnvironment) -> None:
         # Once per process: also in workers forked after the app was loaded
@@ -142,6 +157,28 @@ class SessionMiddleware:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def _response_headers(
+        self, session: Session, headers: list[tuple[str, str]]
+    ) -> list[tuple[str, str]]:
+        """Save a used session; return the headers plus Vary (and Set-Cookie)
+        in a new list, leaving the app's as it was."""
+        session.save()
+        # The two usual cases inline; _cookie_header() has the whole rule.
+        action = session.cookie_action
+        sid = session._sid
+        if action == KEEP and not self._refresh_cookie:
+            cookie = None
+        elif action == SEND and sid is not None:
+            cookie = self.cookie.set_header(sid)
+        else:
+            cookie = self._cookie_header(session)
+        for name, value in headers:  # does the app's response vary on Cookie already?
+            if len(name) == 4 and name.lower() == "vary":
+                value = value.lower()
+                if "cookie" in value or "*" in value:
+                    return headers if cookie is None else [*headers, cookie]
+        return [*headers, _VARY_COOKIE] if cookie is None else [*headers, _VARY_COOKIE, cookie]
+
     def _cookie_header(self, session: Session) -> tuple[str, str] | None:
         action = session.cookie_action
         if action == SEND or (self._refresh_cookie and session._sid is not None):
@@ -153,46 +190,42 @@ class SessionMiddleware:
         return None
 
 
-class _Exchange:
-    """One request/response: defers the real start_response until the app
-    has returned (so writes made after calling start_response still get
-    their cookie), saves the session, and adds Set-Cookie and Vary."""
+class _Exchange(Session):
+    """A request's session that also runs the request's response.
 
-    __slots__ = (
-        "_mw",
-        "_session",
-        "_start_response",
-        "_pending",
-        "_write",
-        "_deferring",
-        "_result",
-    )
+    Defers the real start_response until the app has returned (so writes
+    made after calling start_response still get their cookie), saves the
+    session, and adds Set-Cookie and Vary. The app sees it as its Session
+    (the response parts are private): one object per request, not two.
+    """
 
-    def __init__(self, mw: SessionMiddleware, session: Session, start_response: StartResponse):
-        self._mw = mw
-        self._session = session
-        self._start_response = start_response
-        self._pending: tuple[str, list[tuple[str, str]], OptExcInfo | None] | None = None
-        self._write: Any = None
-        self._deferring = True
-        self._result: Iterable[bytes] | None = None
+    __slots__ = ("_mw", "_server_start_response", "_pending", "_write", "_deferring")
 
-    def start_response(
+    # Set by SessionMiddleware.__call__ right after Session.__init__ (no
+    # __init__ of its own: a Python call less on every request).
+    _mw: SessionMiddleware
+    _server_start_response: StartResponse
+    _pending: tuple[str, list[tuple[str, str]], OptExcInfo | None] | None
+    _write: Any
+    _deferring: bool
+
+    def _start_response(
         self,
         status: str,
         headers: list[tuple[str, str]],
         exc_info: OptExcInfo | None = None,
     ) -> Any:
+        """The start_response the app is given."""
         if self._write is not None:
             # Headers already went out: only legal with exc_info, and the
             # server's start_response re-raises it as PEP 3333 requires.
-            return self._start_response(status, headers, exc_info)
+            return self._server_start_response(status, headers, exc_info)
         self._pending = (status, headers, exc_info)
         if not self._deferring:
             self._send_headers()  # the app is a generator: the body follows at once
-        return self.write
+        return self._write_body
 
-    def write(self, data: bytes) -> None:
+    def _write_body(self, data: bytes) -> None:
         """The legacy write() callable: sends the headers first."""
         if self._write is None:
             self._send_headers()
@@ -202,18 +235,11 @@ class _Exchange:
         pending = self._pending
         assert pending is not None, "the app wrote its body before calling start_response"
         status, headers, exc_info = pending
-        session = self._session
-        if session._data is not None:
-            session.save()
-            extra = [("Vary", "Cookie")] if not _varies_on_cookie(headers) else []
-            cookie = self._mw._cookie_header(session)
-            if cookie is not None:
-                extra.append(cookie)
-            if extra:
-                headers = headers + extra  # a new list: the app's stays as it was
-        self._write = self._start_response(status, headers, exc_info)
+        if self._data is not None:
+            headers = self._mw._response_headers(self, headers)
+        self._write = self._server_start_response(status, headers, exc_info)
 
-    def returned(self, result: Iterable[bytes], environ: WSGIEnvironment) -> Iterable[bytes]:
+    def _returned(self, result: Iterable[bytes], environ: WSGIEnvironment) -> Iterable[bytes]:
         self._deferring = False
         if self._pending is not None and self._write is None:
             try:
@@ -229,25 +255,13 @@ class _Exchange:
             # server the body itself (a list, or a file it may sendfile()).
             self._finish()
             return result
-        self._result = result
-        return self
-
-    def __iter__(self) -> Iterator[bytes]:
-        assert self._result is not None
-        return iter(self._result)  # the app's own iterator: no per-chunk cost
-
-    def close(self) -> None:
-        try:
-            _close(self._result)
-        finally:
-            self._finish()
+        return _Body(self, result)
 
     def _finish(self) -> None:
         """Save writes made after the headers went out (while streaming)."""
-        session = self._session
-        if not session.modified:
+        if not self.modified:
             return
-        if self._write is not None and session._sid is None:
+        if self._write is not None and self._sid is None:
             # A new session first written after its headers were sent:
             # no cookie can reach the client, so storing it would only
             # leave an orphan in the store.
@@ -257,24 +271,44 @@ class _Exchange:
                 "Write the session before the body starts."
             )
             return
-        session.save()
+        self.save()
 
-    def save_after_error(self) -> None:
+    def _save_after_error(self) -> None:
         """The app raised: keep the writes it made before (no response to add to)."""
         try:
-            if self._session.modified and self._session._sid is not None:
-                self._session.save()
+            if self.modified and self._sid is not None:
+                self.save()
         except Exception:
             log.exception("wsgi_session: could not save the session after an app error")
 
 
-def _varies_on_cookie(headers: list[tuple[str, str]]) -> bool:
-    for name, value in headers:
-        if name.lower() == "vary":
-            v = value.lower()
-            if "cookie" in v or "*" in v:
-                return True
-    return False
+class _Body:
+    """A body the app still produces (a generator): the server iterates the
+    app's own iterator; close() then saves writes made while it ran."""
+
+    __slots__ = ("_exchange", "_result")
+
+    def __init__(self, exchange: _Exchange, result: Iterable[bytes]) -> None:
+        self._exchange = exchange
+        self._result = result
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self._result)  # no per-chunk cost
+
+    def close(self) -> None:
+        try:
+            _close(self._result)
+        finally:
+            self._exchange._finish()
+
+
+_VARY_COOKIE = ("Vary", "Cookie")
+
+
+def _responded(
+    status: str, headers: list[tuple[str, str]], exc_info: OptExcInfo | None = None
+) -> Any:
+    raise RuntimeError("wsgi_session: start_response called after the response was returned")
 
 
 def _close(result: object) -> None:

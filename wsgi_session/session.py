@@ -6,7 +6,7 @@ from collections.abc import Iterator, Mapping, MutableMapping
 from typing import TYPE_CHECKING, Any
 
 from .errors import SessionError
-from .values import check_key, checked_copy
+from .values import SCALAR_TYPES, check_key, checked_copy, copy_value
 
 if TYPE_CHECKING:
     from .cookies import SessionCookie
@@ -33,7 +33,7 @@ class Session(MutableMapping[str, Any]):
     __slots__ = (
         "_manager",
         "_cookie",
-        "_environ",
+        "_header",
         "_data",
         "_sid",
         "_changed",
@@ -41,14 +41,20 @@ class Session(MutableMapping[str, Any]):
         "cookie_action",
     )
 
+    # Made by the first use (_load): a request that never touches its
+    # session allocates nothing more than this object.
+    _changed: set[str]
+    _removed: set[str]
+
     def __init__(self, manager: Manager, cookie: SessionCookie, environ: dict[str, Any]) -> None:
         self._manager = manager
         self._cookie = cookie
-        self._environ = environ
+        # The Cookie header, not the environ: the environ holds this session,
+        # and a reference back would make every request a cycle that only
+        # the garbage collector can free.
+        self._header: str | None = environ.get("HTTP_COOKIE")
         self._data: dict[str, Any] | None = None
         self._sid: str | None = None
-        self._changed: set[str] = set()
-        self._removed: set[str] = set()
         #: KEEP, SEND or DELETE: what the response does with the cookie.
         self.cookie_action = KEEP
 
@@ -63,7 +69,9 @@ class Session(MutableMapping[str, Any]):
         data = self._data
         if data is not None:
             return data
-        header = self._environ.get("HTTP_COOKIE")
+        self._changed = set()
+        self._removed = set()
+        header = self._header
         if header:
             for sid in self._cookie.ids(header):
                 data = self._manager.load(sid)
@@ -84,9 +92,10 @@ class Session(MutableMapping[str, Any]):
         data = self._data if self._data is not None else self._load()
         if type(key) is not str or not key:
             check_key(key)
-        data[key] = checked_copy(key, value)
+        data[key] = value if value.__class__ in SCALAR_TYPES else checked_copy(key, value)
         self._changed.add(key)
-        self._removed.discard(key)
+        if self._removed:
+            self._removed.discard(key)
 
     def __delitem__(self, key: str) -> None:
         data = self._data if self._data is not None else self._load()
@@ -148,7 +157,7 @@ class Session(MutableMapping[str, Any]):
     @property
     def modified(self) -> bool:
         """Whether this request has writes not yet saved."""
-        return bool(self._changed or self._removed)
+        return self._data is not None and bool(self._changed or self._removed)
 
     def regenerate(self) -> None:
         """Give the session a new id, keeping its data; the old id is dead at once.
@@ -195,18 +204,21 @@ class Session(MutableMapping[str, Any]):
 
     def save(self) -> None:
         """Store pending writes now. The middleware calls this for you."""
-        if not (self._changed or self._removed):
-            return
         data = self._data
-        assert data is not None
+        if data is None or not (self._changed or self._removed):
+            return
         sid = self._sid
         if sid is None:
             if data:
                 self._sid = self._manager.create(data)
                 self.cookie_action = SEND
         else:
-            changed = {k: data[k] for k in self._changed}
-            if not self._manager.save(sid, changed, self._removed):
+            # Copies: the app may change a list or dict in place after this.
+            changed = {}
+            for key in self._changed:
+                value = data[key]
+                changed[key] = value if value.__class__ in SCALAR_TYPES else copy_value(value)
+            if not self._manager.save_copies(sid, changed, self._removed):
                 # Destroyed or expired by someone else meanwhile: never
                 # bring it back. The writes go with it.
                 self._sid = None

@@ -6,9 +6,12 @@ from the memory provider to Redis by changing one argument.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
-_SCALARS = (str, int, float, bool, type(None))
+#: The immutable JSON types: stored as they are, never copied.
+SCALAR_TYPES = (str, int, float, bool, type(None))
+_SCALARS = SCALAR_TYPES
 _CONTAINERS = (list, dict)
 
 
@@ -41,6 +44,25 @@ def copy_value(value: Any) -> Any:
     if cls is dict:
         return {k: copy_value(v) for k, v in value.items()}
     return value
+
+
+def copy_values(mapping: Mapping[str, Any]) -> dict[str, Any]:
+    """A new dict of ``mapping``'s (checked) items, lists and dicts deep-copied."""
+    out = dict(mapping)
+    for key, value in out.items():
+        cls = value.__class__
+        if cls is list or cls is dict:
+            out[key] = copy_value(value)  # a value, not a key: iteration is safe
+    return out
+
+
+def has_container(data: Mapping[str, Any]) -> bool:
+    """Whether any of ``data``'s values is a list or dict."""
+    for value in data.values():
+        cls = value.__class__
+        if cls is list or cls is dict:
+            return True
+    return False
 
 
 def is_container(value: Any) -> bool:

@@ -9,18 +9,20 @@ from collections.abc import Collection, Mapping
 from typing import Any
 
 from ..provider import Provider
-from ..values import copy_value, is_container
+from ..values import copy_value, has_container
+
+# A session in the store: (data, expires, deadline, containers), where
+# expires = min(last access + idle, deadline) and containers says whether
+# data holds a list or dict (only then does a load need a deep copy). A plain
+# tuple rather than a class: cheaper to make, and once the garbage collector
+# sees that it holds only untracked objects (scalar-only data) it stops
+# tracking it, so a large store no longer slows every full collection.
+_Entry = tuple[dict[str, Any], float, float | None, bool]
 
 
-class _Entry:
-    __slots__ = ("data", "expires", "deadline", "containers")
-
-    def __init__(self, data: dict[str, Any], expires: float, deadline: float | None) -> None:
-        self.data = data
-        self.expires = expires  # min(last access + idle, deadline)
-        self.deadline = deadline
-        # Only data holding lists or dicts needs a deep copy on load.
-        self.containers = any(is_container(v) for v in data.values())
+def _expiry(now: float, idle: float, deadline: float | None) -> float:
+    expires = now + idle
+    return expires if deadline is None or expires < deadline else deadline
 
 
 class MemoryProvider(Provider):
@@ -51,11 +53,12 @@ class MemoryProvider(Provider):
         self.gc_batch = gc_batch
         # Recency order: least recently used first.
         self._sessions: OrderedDict[str, _Entry] = OrderedDict()
-        # Sessions with a deadline, in creation order: with one absolute
-        # lifetime that is deadline order. Every session is in it at most
-        # once, so it never outgrows the store. (An OrderedDict: finding a
-        # plain dict's first key slows down as deletions pile up at its front.)
-        self._by_deadline: OrderedDict[str, _Entry] = OrderedDict()
+        # Sessions with a deadline (id -> deadline), in creation order: with
+        # one absolute lifetime that is deadline order. Every session is in
+        # it at most once, so it never outgrows the store. (An OrderedDict:
+        # finding a plain dict's first key slows down as deletions pile up
+        # at its front.)
+        self._by_deadline: OrderedDict[str, float] = OrderedDict()
         self._lock = threading.Lock()
         #: Sessions evicted by ``max_sessions`` since creation (for monitoring).
         self.evicted = 0
@@ -66,45 +69,70 @@ class MemoryProvider(Provider):
     def _remove(self, sid: str) -> None:
         """Forget ``sid`` in both orders. Lock held."""
         entry = self._sessions.pop(sid, None)
-        if entry is not None and entry.deadline is not None:
+        if entry is not None and entry[2] is not None:
             self._by_deadline.pop(sid, None)
 
     def create(
         self, sid: str, data: Mapping[str, Any], now: float, idle: float, deadline: float | None
     ) -> None:
-        expires = now + idle if deadline is None else min(now + idle, deadline)
-        entry = _Entry(dict(data), expires, deadline)
+        expires = now + idle
+        if deadline is not None and deadline < expires:
+            expires = deadline
+        containers = False  # has_container(data), inline: every new session's path
+        for value in data.values():
+            if value.__class__ is list or value.__class__ is dict:
+                containers = True
+                break
+        entry = (dict(data), expires, deadline, containers)
         sessions = self._sessions
-        with self._lock:
+        lock = self._lock
+        lock.acquire()  # not `with`: twice the cost on this, every request's path
+        try:
             while len(sessions) >= self.max_sessions:
                 self._remove(next(iter(sessions)))
                 self.evicted += 1
             sessions[sid] = entry
             if deadline is not None:
-                self._by_deadline[sid] = entry
+                self._by_deadline[sid] = deadline
+        finally:
+            lock.release()
 
     def _live(self, sid: str, now: float, idle: float) -> _Entry | None:
         """The live entry for ``sid``, touched; drops it if dead. Lock held."""
         entry = self._sessions.get(sid)
         if entry is None:
             return None
-        if entry.expires <= now:
+        data, expires, deadline, containers = entry
+        if expires <= now:
             self._remove(sid)
             return None
-        deadline = entry.deadline
-        entry.expires = now + idle if deadline is None else min(now + idle, deadline)
+        entry = self._sessions[sid] = (data, _expiry(now, idle, deadline), deadline, containers)
         self._sessions.move_to_end(sid)
         return entry
 
     def load(self, sid: str, now: float, idle: float) -> dict[str, Any] | None:
-        with self._lock:
-            entry = self._live(sid, now, idle)
+        sessions = self._sessions
+        lock = self._lock
+        lock.acquire()  # not `with`: twice the cost on this, every request's path
+        try:
+            # _live(), inlined
+            entry = sessions.get(sid)
             if entry is None:
                 return None
-            data = entry.data
-            if entry.containers:
+            data, expires, deadline, containers = entry
+            if expires <= now:
+                self._remove(sid)
+                return None
+            expires = now + idle
+            if deadline is not None and deadline < expires:
+                expires = deadline
+            sessions[sid] = (data, expires, deadline, containers)
+            sessions.move_to_end(sid)
+            if containers:
                 return {k: copy_value(v) for k, v in data.items()}
             return data.copy()
+        finally:
+            lock.release()
 
     def save(
         self,
@@ -114,16 +142,38 @@ class MemoryProvider(Provider):
         now: float,
         idle: float,
     ) -> bool:
-        with self._lock:
-            entry = self._live(sid, now, idle)
+        sessions = self._sessions
+        lock = self._lock
+        lock.acquire()  # not `with`: twice the cost on this, every request's path
+        try:
+            # _live(), inlined
+            entry = sessions.get(sid)
             if entry is None:
                 return False
-            data = entry.data
+            data, expires, deadline, containers = entry
+            if expires <= now:
+                self._remove(sid)
+                return False
+            expires = now + idle
+            if deadline is not None and deadline < expires:
+                expires = deadline
             data.update(changed)
-            for key in removed:
-                data.pop(key, None)
-            entry.containers = any(is_container(v) for v in data.values())
+            if removed:
+                for key in removed:
+                    data.pop(key, None)
+                containers = has_container(data)
+            elif containers:
+                containers = has_container(data)
+            else:  # only the new values can bring a list or dict in
+                for value in changed.values():
+                    if value.__class__ is list or value.__class__ is dict:
+                        containers = True
+                        break
+            sessions[sid] = (data, expires, deadline, containers)
+            sessions.move_to_end(sid)
             return True
+        finally:
+            lock.release()
 
     def rename(self, old: str, new: str, now: float, idle: float) -> bool:
         with self._lock:
@@ -132,10 +182,11 @@ class MemoryProvider(Provider):
                 return False
             self._remove(old)
             self._sessions[new] = entry
-            if entry.deadline is not None:
+            deadline = entry[2]
+            if deadline is not None:
                 # Now out of deadline order: it may outstay its deadline in
                 # memory until the sweep reaches it, but never past a load.
-                self._by_deadline[new] = entry
+                self._by_deadline[new] = deadline
             return True
 
     def destroy(self, sid: str) -> None:
@@ -158,19 +209,24 @@ class MemoryProvider(Provider):
         """Remove up to ``gc_batch`` dead sessions. Lock held."""
         budget = self.gc_batch
         n = 0
-        # Idle expiry: the cold end of the recency order.
+        # Idle expiry: the cold end of the recency order. Popping and, for
+        # the first live one, putting it back costs less than peeking at each.
         sessions = self._sessions
+        by_deadline = self._by_deadline
+        popitem = sessions.popitem
         while n < budget and sessions:
-            sid = next(iter(sessions))
-            if sessions[sid].expires > now:
+            sid, entry = popitem(False)
+            if entry[1] > now:  # expires
+                sessions[sid] = entry
+                sessions.move_to_end(sid, False)  # back at the cold end
                 break
-            self._remove(sid)
+            if entry[2] is not None:  # deadline
+                by_deadline.pop(sid, None)
             n += 1
         # Absolute deadlines: sessions in constant use never reach the cold end.
-        by_deadline = self._by_deadline
         while n < budget and by_deadline:
             sid = next(iter(by_deadline))
-            if by_deadline[sid].deadline > now:  # type: ignore[operator]
+            if by_deadline[sid] > now:
                 break
             self._remove(sid)
             n += 1
