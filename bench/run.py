@@ -580,10 +580,11 @@ def main(argv: list[str] | None = None) -> int:
                 f" ({res['left_after_expiry']:,} of {res['held']:,} still held)"
             )
         ws = mem["wsgi_session"]
+        goal = "   goal: "
         if beaker:
             fewer = ws["bytes_per_session"] < mem["beaker"]["bytes_per_session"]
-            print(f"   goal: fewer bytes than Beaker: {_verdict(fewer)}", end="; ")
-        print(f"100% reclaimed within two GC intervals ({lifetime:g} s each): "
+            goal += f"fewer bytes than Beaker: {_verdict(fewer)}; "
+        print(f"{goal}100% reclaimed within two GC intervals ({lifetime:g} s each): "
               f"{_verdict(ws['reclaimed'] == 1.0)}")  # fmt: skip
 
     if 5 in wanted:
