@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import math
+import os
 from collections.abc import Collection, Iterator, Mapping
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
@@ -15,6 +17,7 @@ from ..provider import Provider
 if TYPE_CHECKING:
     from redis import Redis
     from redis.cluster import RedisCluster
+    from redis.connection import ConnectionPool
 
 # The hash field that holds the session's metadata: the absolute deadline
 # (epoch seconds) or "" for none. Session keys are non-empty, so no user key
@@ -95,21 +98,38 @@ return 1
 )
 
 
+def _pack(*args: bytes) -> bytes:
+    """One command in the Redis protocol (RESP), every argument bytes."""
+    return b"*%d\r\n" % len(args) + b"".join(b"$%d\r\n%b\r\n" % (len(a), a) for a in args)
+
+
 class _Script:
-    """A Lua script run with EVALSHA."""
+    """A Lua script run with EVALSHA on ``keys`` keys."""
 
-    __slots__ = ("source", "sha")
+    __slots__ = ("source", "sha", "keys", "head", "load")
 
-    def __init__(self, source: str) -> None:
+    def __init__(self, source: str, keys: int) -> None:
         self.source = source
         # Redis names scripts by their SHA-1.
         self.sha = hashlib.sha1(source.encode("utf-8"), usedforsecurity=False).hexdigest()
+        self.keys = keys
+        # EVALSHA sha numkeys, packed once; the array length comes first.
+        self.head = _pack(b"EVALSHA", self.sha.encode("ascii"), b"%d" % keys).split(b"\r\n", 1)[1]
+        self.load = _pack(b"SCRIPT", b"LOAD", source.encode("utf-8"))
+
+    def pack(self, keys_and_args: list[bytes]) -> bytes:
+        """EVALSHA with these keys and arguments, ready to send."""
+        return (
+            b"*%d\r\n" % (3 + len(keys_and_args))
+            + self.head
+            + b"".join(b"$%d\r\n%b\r\n" % (len(a), a) for a in keys_and_args)
+        )
 
 
-_LOAD_SCRIPT = _Script(_LOAD)
-_SAVE_SCRIPT = _Script(_SAVE)
-_WRITE_SCRIPT = _Script(_WRITE)
-_RENAME_SCRIPT = _Script(_RENAME)
+_LOAD_SCRIPT = _Script(_LOAD, 1)
+_SAVE_SCRIPT = _Script(_SAVE, 1)
+_WRITE_SCRIPT = _Script(_WRITE, 1)
+_RENAME_SCRIPT = _Script(_RENAME, 2)
 
 _EXTRA = "the Redis provider needs redis-py: pip install wsgi_session[redis]"
 
@@ -131,11 +151,24 @@ def _field(key: str) -> bytes:
     return key.encode("utf-8", "surrogatepass")
 
 
+# json.dumps(value, separators=...) builds a new encoder per call; one will do.
+_encode = json.JSONEncoder(separators=(",", ":")).encode
+_decode_json = json.JSONDecoder().decode
+
+
 def _dumps(key: str, value: Any) -> bytes:
     try:
-        return json.dumps(value, separators=(",", ":")).encode("ascii")
+        return _encode(value).encode("ascii")
     except (TypeError, ValueError) as exc:
         raise TypeError(f"session value for key {key!r} cannot be stored as JSON: {exc}") from None
+
+
+def _fields(data: Mapping[str, Any]) -> list[bytes]:
+    """Field, value, field, value, ... of ``data``, as stored."""
+    out: list[bytes] = []
+    for key, value in data.items():
+        out += (key.encode("utf-8", "surrogatepass"), _dumps(key, value))
+    return out
 
 
 class RedisProvider(Provider):
@@ -239,15 +272,94 @@ class RedisProvider(Provider):
             redis.exceptions.RedisClusterException,
         )
         self._no_script = redis.exceptions.NoScriptError
+        self._connection_error = redis.ConnectionError
+        # A plain client (a Sentinel master's too): commands go straight to
+        # connections this provider holds (see _command). A cluster client
+        # routes every command itself.
+        self._prefix = prefix.encode("utf-8")
+        client = self.client
+        if not isinstance(client, RedisCluster):
+            pool: ConnectionPool = client.connection_pool
+            self._pool = pool
+            # The key prefix in the client's own encoding, as redis-py would.
+            settings = pool.connection_kwargs
+            self._prefix = prefix.encode(
+                settings.get("encoding", "utf-8"), settings.get("encoding_errors", "strict")
+            )
+            # Before redis-py 5.3 get_connection() wants a command name; since,
+            # passing one is deprecated.
+            name = inspect.signature(pool.get_connection).parameters.get("command_name")
+            self._name_needed = name is not None and name.default is inspect.Parameter.empty
+        self._idle: list[Any] = []
+        self._pid = os.getpid()
 
-    def _eval(self, script: _Script, keys: list[str], args: list[Any]) -> Any:
+    # -- the Redis calls ------------------------------------------------------------
+
+    def _command(self, packed: bytes) -> Any:
+        """Send one packed command and return its reply, on a held connection.
+
+        Connections come from the client's pool and stay with the provider,
+        idle ones on a stack (``list.pop`` and ``append`` are atomic), so a
+        command costs no pool lock and no health-check poll; the stack holds
+        at most as many connections as requests ever ran at once. A
+        connection that failed mid-command is disconnected before it is
+        reused, so it can never hold a stale reply. A connection Redis closed
+        (a restart) is retried once, freshly connected; a timeout is not.
+        """
+        chunks = (packed,)  # send_packed_command sends a sequence of chunks
+        idle = self._idle
+        if self._pid != os.getpid():
+            idle = self._forked()
+        try:
+            conn = idle.pop()
+        except IndexError:
+            conn = self._connect()
+        try:
+            try:
+                conn.send_packed_command(chunks)
+                # Bytes whatever the client's decode_responses.
+                return conn.read_response(disable_decoding=True)
+            except self._connection_error:
+                conn.disconnect()
+                conn.send_packed_command(chunks)
+                return conn.read_response(disable_decoding=True)
+        except BaseException:
+            conn.disconnect()
+            raise
+        finally:
+            idle.append(conn)
+
+    def _connect(self) -> Any:
+        # The pool connects it (and checks it is ready).
+        if self._name_needed:
+            return self._pool.get_connection("EVALSHA")
+        return self._pool.get_connection()
+
+    def _forked(self) -> list[Any]:
+        # A child process must not share its parent's sockets: start afresh
+        # (the pool resets itself too).
+        self._idle = []
+        self._pid = os.getpid()
+        return self._idle
+
+    def _eval(self, script: _Script, keys_and_args: list[bytes]) -> Any:
         """EVALSHA, loading the script first where the server lacks it
         (the first call, or after a restart or a SCRIPT FLUSH)."""
+        if self._cluster:
+            return self._cluster_eval(script, keys_and_args)
+        packed = script.pack(keys_and_args)
         try:
-            return self.client.evalsha(script.sha, len(keys), *keys, *args)
+            return self._command(packed)
+        except self._no_script:
+            self._command(script.load)
+            return self._command(packed)
+
+    def _cluster_eval(self, script: _Script, keys_and_args: list[bytes]) -> Any:
+        try:
+            return self.client.evalsha(script.sha, script.keys, *keys_and_args)
         except self._no_script:
             self.client.script_load(script.source)
-            return self.client.evalsha(script.sha, len(keys), *keys, *args)
+            return self.client.evalsha(script.sha, script.keys, *keys_and_args)
 
     @contextmanager
     def _failures(self, operation: str) -> Iterator[None]:
@@ -257,32 +369,39 @@ class RedisProvider(Provider):
             # The key (it holds the id) is never in the message.
             raise ProviderError(f"Redis {operation} failed: {exc}") from exc
 
-    def _decode(self, fields: list[Any]) -> dict[str, Any]:
+    def _key(self, sid: str) -> bytes:
+        return self._prefix + sid.encode("utf-8")
+
+    @staticmethod
+    def _decode(fields: list[Any]) -> dict[str, Any]:
         data = {}
-        for i in range(0, len(fields), 2):
-            name = fields[i]
-            if isinstance(name, bytes):
-                name = name.decode("utf-8", "surrogatepass")
-            if name == META:
-                continue
-            try:
-                data[name] = json.loads(fields[i + 1])
-            except ValueError as exc:
-                raise ProviderError("Redis load failed: a stored value is not JSON") from exc
+        it = iter(fields)
+        try:
+            for name, value in zip(it, it, strict=False):
+                if isinstance(name, bytes):
+                    name = name.decode("utf-8", "surrogatepass")
+                    value = value.decode("utf-8")
+                if name == META:
+                    continue
+                data[name] = _decode_json(value)
+        except ValueError as exc:  # UnicodeDecodeError and JSONDecodeError too
+            raise ProviderError("Redis load failed: a stored value is not JSON") from exc
         return data
+
+    # -- the provider ---------------------------------------------------------------
 
     def create(
         self, sid: str, data: Mapping[str, Any], now: float, idle: float, deadline: float | None
     ) -> None:
-        args: list[Any] = [
-            self._ttl(now, idle, deadline),
-            META,
-            "" if deadline is None else repr(deadline),
+        args = [
+            self._key(sid),
+            b"%d" % self._ttl(now, idle, deadline),
+            b"",  # META
+            b"" if deadline is None else b"%r" % deadline,
         ]
-        for key, value in data.items():
-            args += (_field(key), _dumps(key, value))
+        args += _fields(data)
         with self._failures("create"):
-            self._eval(_WRITE_SCRIPT, [self.prefix + sid], args)
+            self._eval(_WRITE_SCRIPT, args)
 
     @staticmethod
     def _ttl(now: float, idle: float, deadline: float | None) -> int:
@@ -292,7 +411,7 @@ class RedisProvider(Provider):
 
     def load(self, sid: str, now: float, idle: float) -> dict[str, Any] | None:
         with self._failures("load"):
-            fields = self._eval(_LOAD_SCRIPT, [self.prefix + sid], [repr(now), _ms(idle)])
+            fields = self._eval(_LOAD_SCRIPT, [self._key(sid), b"%r" % now, b"%d" % _ms(idle)])
         if fields is None:
             return None
         return self._decode(fields)
@@ -305,40 +424,43 @@ class RedisProvider(Provider):
         now: float,
         idle: float,
     ) -> bool:
-        args: list[Any] = [repr(now), _ms(idle), len(changed)]
-        for key, value in changed.items():
-            args += (_field(key), _dumps(key, value))
-        args.extend(_field(key) for key in removed)
+        args = [self._key(sid), b"%r" % now, b"%d" % _ms(idle), b"%d" % len(changed)]
+        if changed:
+            args += _fields(changed)
+        for key in removed:
+            args.append(key.encode("utf-8", "surrogatepass"))
         with self._failures("save"):
-            return bool(self._eval(_SAVE_SCRIPT, [self.prefix + sid], args))
+            return bool(self._eval(_SAVE_SCRIPT, args))
 
     def rename(self, old: str, new: str, now: float, idle: float) -> bool:
         if self._cluster:
             return self._rename_across_slots(old, new, now, idle)
         with self._failures("rename"):
-            keys = [self.prefix + old, self.prefix + new]
-            return bool(self._eval(_RENAME_SCRIPT, keys, [repr(now), _ms(idle)]))
+            args = [self._key(old), self._key(new), b"%r" % now, b"%d" % _ms(idle)]
+            return bool(self._eval(_RENAME_SCRIPT, args))
 
     def _rename_across_slots(self, old: str, new: str, now: float, idle: float) -> bool:
         # The two keys may live on different nodes, so no single script can
         # see both: copy to the new key, then delete the old one.
         with self._failures("rename"):
-            fields = self._eval(_LOAD_SCRIPT, [self.prefix + old], [repr(now), _ms(idle)])
+            fields = self._eval(_LOAD_SCRIPT, [self._key(old), b"%r" % now, b"%d" % _ms(idle)])
             if fields is None:
                 return False
             deadline = None
             for i in range(0, len(fields), 2):
                 if fields[i] in (b"", "") and fields[i + 1] not in (b"", ""):
                     deadline = float(fields[i + 1])
-            self._eval(
-                _WRITE_SCRIPT, [self.prefix + new], [self._ttl(now, idle, deadline), *fields]
-            )
-            self.client.delete(self.prefix + old)
+            ttl = b"%d" % self._ttl(now, idle, deadline)
+            self._eval(_WRITE_SCRIPT, [self._key(new), ttl, *fields])
+            self.client.delete(self._key(old))
         return True
 
     def destroy(self, sid: str) -> None:
         with self._failures("destroy"):
-            self.client.delete(self.prefix + sid)
+            if self._cluster:
+                self.client.delete(self._key(sid))
+            else:
+                self._command(_pack(b"DEL", self._key(sid)))
 
     def __len__(self) -> int:
         """The number of keys under ``prefix``, counted with SCAN.
@@ -350,6 +472,16 @@ class RedisProvider(Provider):
             return sum(1 for _ in self.client.scan_iter(match=pattern, count=1000))
 
     def close(self) -> None:
-        """Close the client if this provider built it (from ``url``)."""
+        """Disconnect the connections this provider holds (back to the
+        client's pool), and close the client if this provider built it."""
+        idle = self._idle
+        if self._pid == os.getpid():
+            while idle:
+                try:
+                    conn = idle.pop()
+                except IndexError:  # another thread took the last one
+                    break
+                conn.disconnect()
+                self._pool.release(conn)
         if self._owns_client:
             self.client.close()
