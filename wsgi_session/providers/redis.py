@@ -46,8 +46,28 @@ local function ttl(key, now, idle)
 end
 """
 
-# KEYS[1] session; ARGV now, idle_ms. The fields and values, or false.
+# KEYS[1] session; ARGV now, idle_ms. The session's data as one JSON object,
+# or false. The stored values are JSON texts already, so the object is
+# assembled here and the client decodes it in one call.
 _LOAD = (
+    _TTL
+    + """
+local k = KEYS[1]
+local t = ttl(k, tonumber(ARGV[1]), tonumber(ARGV[2]))
+if not t then return false end
+redis.call('PEXPIRE', k, t)
+local h = redis.call('HGETALL', k)
+local out = {}
+for i = 1, #h, 2 do
+  if h[i] ~= '' then out[#out + 1] = cjson.encode(h[i]) .. ':' .. h[i + 1] end
+end
+return '{' .. table.concat(out, ',') .. '}'
+"""
+)
+
+# The same, but the fields and values as stored (the metadata field
+# included), for a rename across cluster slots.
+_FIELDS = (
     _TTL
     + """
 local k = KEYS[1]
@@ -127,6 +147,7 @@ class _Script:
 
 
 _LOAD_SCRIPT = _Script(_LOAD, 1)
+_FIELDS_SCRIPT = _Script(_FIELDS, 1)
 _SAVE_SCRIPT = _Script(_SAVE, 1)
 _WRITE_SCRIPT = _Script(_WRITE, 1)
 _RENAME_SCRIPT = _Script(_RENAME, 2)
@@ -373,19 +394,16 @@ class RedisProvider(Provider):
         return self._prefix + sid.encode("utf-8")
 
     @staticmethod
-    def _decode(fields: list[Any]) -> dict[str, Any]:
-        data = {}
-        it = iter(fields)
+    def _decode(reply: bytes | str) -> dict[str, Any]:
         try:
-            for name, value in zip(it, it, strict=False):
-                if isinstance(name, bytes):
-                    name = name.decode("utf-8", "surrogatepass")
-                    value = value.decode("utf-8")
-                if name == META:
-                    continue
-                data[name] = _decode_json(value)
+            if isinstance(reply, bytes):
+                # surrogatepass: field names are stored that way (see _fields).
+                reply = reply.decode("utf-8", "surrogatepass")
+            data = _decode_json(reply)
         except ValueError as exc:  # UnicodeDecodeError and JSONDecodeError too
             raise ProviderError("Redis load failed: a stored value is not JSON") from exc
+        if type(data) is not dict:  # a stored value broke the object apart
+            raise ProviderError("Redis load failed: a stored value is not JSON")
         return data
 
     # -- the provider ---------------------------------------------------------------
@@ -443,7 +461,7 @@ class RedisProvider(Provider):
         # The two keys may live on different nodes, so no single script can
         # see both: copy to the new key, then delete the old one.
         with self._failures("rename"):
-            fields = self._eval(_LOAD_SCRIPT, [self._key(old), b"%r" % now, b"%d" % _ms(idle)])
+            fields = self._eval(_FIELDS_SCRIPT, [self._key(old), b"%r" % now, b"%d" % _ms(idle)])
             if fields is None:
                 return False
             deadline = None
