@@ -139,11 +139,10 @@ class _Script:
 
     def pack(self, keys_and_args: list[bytes]) -> bytes:
         """EVALSHA with these keys and arguments, ready to send."""
-        return (
-            b"*%d\r\n" % (3 + len(keys_and_args))
-            + self.head
-            + b"".join(b"$%d\r\n%b\r\n" % (len(a), a) for a in keys_and_args)
-        )
+        parts = [b"*%d\r\n" % (3 + len(keys_and_args)), self.head]
+        for a in keys_and_args:
+            parts += (b"$%d\r\n" % len(a), a, b"\r\n")
+        return b"".join(parts)
 
 
 _LOAD_SCRIPT = _Script(_LOAD, 1)
@@ -167,29 +166,27 @@ def _ms(seconds: float) -> int:
     return max(1, math.ceil(seconds * 1000))
 
 
-def _field(key: str) -> bytes:
-    # surrogatepass: a str key may hold lone surrogates; bytes round-trip them.
-    return key.encode("utf-8", "surrogatepass")
-
-
 # json.dumps(value, separators=...) builds a new encoder per call; one will do.
 _encode = json.JSONEncoder(separators=(",", ":")).encode
 _decode_json = json.JSONDecoder().decode
 
 
-def _dumps(key: str, value: Any) -> bytes:
-    try:
-        return _encode(value).encode("ascii")
-    except (TypeError, ValueError) as exc:
-        raise TypeError(f"session value for key {key!r} cannot be stored as JSON: {exc}") from None
-
-
-def _fields(data: Mapping[str, Any]) -> list[bytes]:
-    """Field, value, field, value, ... of ``data``, as stored."""
-    out: list[bytes] = []
+def _fields(data: Mapping[str, Any], out: list[bytes]) -> None:
+    """Append field, value, field, value, ... of ``data`` to ``out``, as stored."""
     for key, value in data.items():
-        out += (key.encode("utf-8", "surrogatepass"), _dumps(key, value))
-    return out
+        try:
+            text = _encode(value)
+        except (TypeError, ValueError) as exc:
+            raise TypeError(
+                f"session value for key {key!r} cannot be stored as JSON: {exc}"
+            ) from None
+        # surrogatepass: a str key may hold lone surrogates; bytes round-trip them.
+        out += (key.encode("utf-8", "surrogatepass"), text.encode("ascii"))
+
+
+def _failed(operation: str, exc: Exception) -> ProviderError:
+    # The key (it holds the id) is never in the message.
+    return ProviderError(f"Redis {operation} failed: {exc}")
 
 
 class RedisProvider(Provider):
@@ -387,8 +384,7 @@ class RedisProvider(Provider):
         try:
             yield
         except self._errors as exc:
-            # The key (it holds the id) is never in the message.
-            raise ProviderError(f"Redis {operation} failed: {exc}") from exc
+            raise _failed(operation, exc) from exc
 
     def _key(self, sid: str) -> bytes:
         return self._prefix + sid.encode("utf-8")
@@ -412,14 +408,16 @@ class RedisProvider(Provider):
         self, sid: str, data: Mapping[str, Any], now: float, idle: float, deadline: float | None
     ) -> None:
         args = [
-            self._key(sid),
+            self._prefix + sid.encode("utf-8"),
             b"%d" % self._ttl(now, idle, deadline),
             b"",  # META
             b"" if deadline is None else b"%r" % deadline,
         ]
-        args += _fields(data)
-        with self._failures("create"):
+        _fields(data, args)
+        try:
             self._eval(_WRITE_SCRIPT, args)
+        except self._errors as exc:
+            raise _failed("create", exc) from exc
 
     @staticmethod
     def _ttl(now: float, idle: float, deadline: float | None) -> int:
@@ -428,11 +426,14 @@ class RedisProvider(Provider):
         return _ms(min(idle, deadline - now))
 
     def load(self, sid: str, now: float, idle: float) -> dict[str, Any] | None:
-        with self._failures("load"):
-            fields = self._eval(_LOAD_SCRIPT, [self._key(sid), b"%r" % now, b"%d" % _ms(idle)])
-        if fields is None:
+        args = [self._prefix + sid.encode("utf-8"), b"%r" % now, b"%d" % _ms(idle)]
+        try:
+            reply = self._eval(_LOAD_SCRIPT, args)
+        except self._errors as exc:
+            raise _failed("load", exc) from exc
+        if reply is None:
             return None
-        return self._decode(fields)
+        return self._decode(reply)
 
     def save(
         self,
@@ -442,13 +443,19 @@ class RedisProvider(Provider):
         now: float,
         idle: float,
     ) -> bool:
-        args = [self._key(sid), b"%r" % now, b"%d" % _ms(idle), b"%d" % len(changed)]
-        if changed:
-            args += _fields(changed)
+        args = [
+            self._prefix + sid.encode("utf-8"),
+            b"%r" % now,
+            b"%d" % _ms(idle),
+            b"%d" % len(changed),
+        ]
+        _fields(changed, args)
         for key in removed:
             args.append(key.encode("utf-8", "surrogatepass"))
-        with self._failures("save"):
+        try:
             return bool(self._eval(_SAVE_SCRIPT, args))
+        except self._errors as exc:
+            raise _failed("save", exc) from exc
 
     def rename(self, old: str, new: str, now: float, idle: float) -> bool:
         if self._cluster:
