@@ -24,18 +24,18 @@ if TYPE_CHECKING:
 # can ever be this field; it also keeps a session whose data is empty alive.
 META = ""
 
-# Every script starts with ttl(): the key's TTL in milliseconds, that is
-# min(idle, deadline - now) with the deadline checked against the manager's
-# clock, or nil if the key is not a live session (no metadata field: absent,
-# or not ours). A session past its deadline is deleted there and then. Idle
-# expiry itself is Redis's: a key nobody touches for `idle` is gone.
+# Every script calls ttl(key, meta, now, idle): the key's TTL in
+# milliseconds, that is min(idle, deadline - now) with the deadline (in meta,
+# the metadata field's value) checked against the manager's clock; or nil if
+# the key is not a live session (no metadata field: absent, or not ours). A
+# session past its deadline is deleted there and then. Idle expiry itself is
+# Redis's: a key nobody touches for `idle` is gone.
 _TTL = """
-local function ttl(key, now, idle)
-  local meta = redis.call('HGET', key, '')
+local function ttl(key, meta, now, idle)
   if not meta then return nil end
   local deadline = tonumber(meta)
   if deadline then
-    local left = math.floor((deadline - now) * 1000)
+    local left = math.floor((deadline - tonumber(now)) * 1000)
     if left < idle then idle = left end
   end
   if idle <= 0 then
@@ -53,14 +53,16 @@ _LOAD = (
     _TTL
     + """
 local k = KEYS[1]
-local t = ttl(k, tonumber(ARGV[1]), tonumber(ARGV[2]))
-if not t then return false end
-redis.call('PEXPIRE', k, t)
 local h = redis.call('HGETALL', k)
+local meta
 local out = {}
 for i = 1, #h, 2 do
-  if h[i] ~= '' then out[#out + 1] = cjson.encode(h[i]) .. ':' .. h[i + 1] end
+  if h[i] == '' then meta = h[i + 1]
+  else out[#out + 1] = cjson.encode(h[i]) .. ':' .. h[i + 1] end
 end
+local t = ttl(k, meta, ARGV[1], tonumber(ARGV[2]))
+if not t then return false end
+redis.call('PEXPIRE', k, t)
 return '{' .. table.concat(out, ',') .. '}'
 """
 )
@@ -71,7 +73,7 @@ _FIELDS = (
     _TTL
     + """
 local k = KEYS[1]
-local t = ttl(k, tonumber(ARGV[1]), tonumber(ARGV[2]))
+local t = ttl(k, redis.call('HGET', k, ''), ARGV[1], tonumber(ARGV[2]))
 if not t then return false end
 redis.call('PEXPIRE', k, t)
 return redis.call('HGETALL', k)
@@ -85,7 +87,7 @@ _SAVE = (
     _TTL
     + """
 local k = KEYS[1]
-local t = ttl(k, tonumber(ARGV[1]), tonumber(ARGV[2]))
+local t = ttl(k, redis.call('HGET', k, ''), ARGV[1], tonumber(ARGV[2]))
 if not t then return 0 end
 local last = 3 + 2 * tonumber(ARGV[3])
 for i = 4, last, 2 do redis.call('HSET', k, ARGV[i], ARGV[i + 1]) end
@@ -109,7 +111,7 @@ _RENAME = (
     _TTL
     + """
 local old, new = KEYS[1], KEYS[2]
-local t = ttl(old, tonumber(ARGV[1]), tonumber(ARGV[2]))
+local t = ttl(old, redis.call('HGET', old, ''), ARGV[1], tonumber(ARGV[2]))
 if not t then return 0 end
 redis.call('RENAME', old, new)
 redis.call('PEXPIRE', new, t)
@@ -150,6 +152,18 @@ _FIELDS_SCRIPT = _Script(_FIELDS, 1)
 _SAVE_SCRIPT = _Script(_SAVE, 1)
 _WRITE_SCRIPT = _Script(_WRITE, 1)
 _RENAME_SCRIPT = _Script(_RENAME, 2)
+
+# Bumped in a child process after a fork: a provider then drops the
+# connections it inherited (compared per command; os.getpid() is a syscall).
+_forks = [0]
+
+
+def _after_fork() -> None:
+    _forks[0] += 1
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork)
 
 _EXTRA = "the Redis provider needs redis-py: pip install wsgi_session[redis]"
 
@@ -309,7 +323,7 @@ class RedisProvider(Provider):
             name = inspect.signature(pool.get_connection).parameters.get("command_name")
             self._name_needed = name is not None and name.default is inspect.Parameter.empty
         self._idle: list[Any] = []
-        self._pid = os.getpid()
+        self._fork = _forks[0]
 
     # -- the Redis calls ------------------------------------------------------------
 
@@ -326,7 +340,7 @@ class RedisProvider(Provider):
         """
         chunks = (packed,)  # send_packed_command sends a sequence of chunks
         idle = self._idle
-        if self._pid != os.getpid():
+        if self._fork != _forks[0]:
             idle = self._forked()
         try:
             conn = idle.pop()
@@ -357,7 +371,7 @@ class RedisProvider(Provider):
         # A child process must not share its parent's sockets: start afresh
         # (the pool resets itself too).
         self._idle = []
-        self._pid = os.getpid()
+        self._fork = _forks[0]
         return self._idle
 
     def _eval(self, script: _Script, keys_and_args: list[bytes]) -> Any:
@@ -500,7 +514,7 @@ class RedisProvider(Provider):
         """Disconnect the connections this provider holds (back to the
         client's pool), and close the client if this provider built it."""
         idle = self._idle
-        if self._pid == os.getpid():
+        if self._fork == _forks[0]:
             while idle:
                 try:
                     conn = idle.pop()
