@@ -7,6 +7,7 @@ import inspect
 import json
 import math
 import os
+import weakref
 from collections.abc import Collection, Iterator, Mapping
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
@@ -148,6 +149,8 @@ class _Script:
 
 
 _LOAD_SCRIPT = _Script(_LOAD, 1)
+# A load, the commonest command, packed with one format: key, now, idle_ms.
+_LOAD_PACKED = b"*6\r\n" + _LOAD_SCRIPT.head.replace(b"%", b"%%") + b"$%d\r\n%b\r\n" * 3
 _FIELDS_SCRIPT = _Script(_FIELDS, 1)
 _SAVE_SCRIPT = _Script(_SAVE, 1)
 _WRITE_SCRIPT = _Script(_WRITE, 1)
@@ -196,6 +199,18 @@ def _fields(data: Mapping[str, Any], out: list[bytes]) -> None:
             ) from None
         # surrogatepass: a str key may hold lone surrogates; bytes round-trip them.
         out += (key.encode("utf-8", "surrogatepass"), text.encode("ascii"))
+
+
+def _release(pool: ConnectionPool, idle: list[Any]) -> None:
+    """Disconnect held connections and hand them back to their pool (both
+    safe in a forked child: the pool ignores a parent's connection)."""
+    while True:
+        try:
+            conn = idle.pop()
+        except IndexError:  # the last one gone, maybe to another thread
+            return
+        conn.disconnect()
+        pool.release(conn)
 
 
 def _failed(operation: str, exc: Exception) -> ProviderError:
@@ -324,6 +339,9 @@ class RedisProvider(Provider):
             self._name_needed = name is not None and name.default is inspect.Parameter.empty
         self._idle: list[Any] = []
         self._fork = _forks[0]
+        if not self._cluster:
+            # A provider dropped without close() still hands its connections back.
+            weakref.finalize(self, _release, self._pool, self._idle)
 
     # -- the Redis calls ------------------------------------------------------------
 
@@ -369,8 +387,9 @@ class RedisProvider(Provider):
 
     def _forked(self) -> list[Any]:
         # A child process must not share its parent's sockets: start afresh
-        # (the pool resets itself too).
-        self._idle = []
+        # (the pool resets itself too). Dropping a connection object here
+        # only closes the child's copy of the socket.
+        self._idle.clear()
         self._fork = _forks[0]
         return self._idle
 
@@ -379,7 +398,9 @@ class RedisProvider(Provider):
         (the first call, or after a restart or a SCRIPT FLUSH)."""
         if self._cluster:
             return self._cluster_eval(script, keys_and_args)
-        packed = script.pack(keys_and_args)
+        return self._evalsha(script, script.pack(keys_and_args))
+
+    def _evalsha(self, script: _Script, packed: bytes) -> Any:
         try:
             return self._command(packed)
         except self._no_script:
@@ -440,9 +461,15 @@ class RedisProvider(Provider):
         return _ms(min(idle, deadline - now))
 
     def load(self, sid: str, now: float, idle: float) -> dict[str, Any] | None:
-        args = [self._prefix + sid.encode("utf-8"), b"%r" % now, b"%d" % _ms(idle)]
+        key = self._prefix + sid.encode("utf-8")
+        at = b"%r" % now
+        ms = b"%d" % _ms(idle)
         try:
-            reply = self._eval(_LOAD_SCRIPT, args)
+            if self._cluster:
+                reply = self._cluster_eval(_LOAD_SCRIPT, [key, at, ms])
+            else:
+                packed = _LOAD_PACKED % (len(key), key, len(at), at, len(ms), ms)
+                reply = self._evalsha(_LOAD_SCRIPT, packed)
         except self._errors as exc:
             raise _failed("load", exc) from exc
         if reply is None:
@@ -513,14 +540,7 @@ class RedisProvider(Provider):
     def close(self) -> None:
         """Disconnect the connections this provider holds (back to the
         client's pool), and close the client if this provider built it."""
-        idle = self._idle
-        if self._fork == _forks[0]:
-            while idle:
-                try:
-                    conn = idle.pop()
-                except IndexError:  # another thread took the last one
-                    break
-                conn.disconnect()
-                self._pool.release(conn)
+        if not self._cluster:
+            _release(self._pool, self._idle)
         if self._owns_client:
             self.client.close()
