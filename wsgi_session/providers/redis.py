@@ -228,11 +228,20 @@ class RedisProvider(Provider):
         SessionMiddleware(app, provider=RedisProvider(client=redis.Redis(...)))
 
     Give either ``url`` (a client is built with ``socket_timeout`` and
-    ``socket_connect_timeout``, so a hung Redis cannot hang a worker, and
-    one retry on a dropped connection) or a ready ``client``: a
-    ``redis.Redis``, a Sentinel ``master_for(...)`` client or a
-    ``redis.cluster.RedisCluster``. :meth:`close` closes only a client built
-    here. Nothing connects before the first request.
+    ``socket_connect_timeout``, so a hung Redis cannot hang a worker) or a
+    ready ``client``: a ``redis.Redis``, a Sentinel ``master_for(...)``
+    client or a ``redis.cluster.RedisCluster``. Nothing connects before the
+    first request.
+
+    With a ``redis.Redis`` client (a Sentinel master's included) the provider
+    keeps the connections it takes from the client's pool and sends its
+    commands on them directly, which halves redis-py's cost per command: at
+    most as many connections as requests ever ran at once. A command that
+    fails on a connection Redis dropped (a restart) is sent once more on a
+    fresh connection; a timeout is not retried; a connection that failed is
+    reconnected before it is used again. A cluster client routes its own
+    commands. :meth:`close` hands the connections back to the pool,
+    disconnected, and closes the client only if it was built here.
 
     Each operation is one round trip (a Lua script): a load also slides the
     TTL; a save writes only the changed keys, and only if the session still
@@ -320,6 +329,7 @@ class RedisProvider(Provider):
         )
         self._no_script = redis.exceptions.NoScriptError
         self._connection_error = redis.ConnectionError
+        self._response_error = redis.ResponseError
         # A plain client (a Sentinel master's too): commands go straight to
         # connections this provider holds (see _command). A cluster client
         # routes every command itself.
@@ -353,8 +363,10 @@ class RedisProvider(Provider):
         command costs no pool lock and no health-check poll; the stack holds
         at most as many connections as requests ever ran at once. A
         connection that failed mid-command is disconnected before it is
-        reused, so it can never hold a stale reply. A connection Redis closed
-        (a restart) is retried once, freshly connected; a timeout is not.
+        reused (an error reply, read whole, leaves it in step), so it can
+        never hold a stale reply. A command that met a connection Redis
+        closed (a restart) is sent once more, freshly connected; a timeout is
+        not retried.
         """
         chunks = (packed,)  # send_packed_command sends a sequence of chunks
         idle = self._idle
@@ -373,8 +385,10 @@ class RedisProvider(Provider):
                 conn.disconnect()
                 conn.send_packed_command(chunks)
                 return conn.read_response(disable_decoding=True)
+        except self._response_error:
+            raise  # an error reply, read whole: the connection is in step
         except BaseException:
-            conn.disconnect()
+            conn.disconnect()  # whatever it was in the middle of is dropped
             raise
         finally:
             idle.append(conn)
