@@ -236,7 +236,8 @@ class RedisProvider(Provider):
     With a ``redis.Redis`` client (a Sentinel master's included) the provider
     keeps the connections it takes from the client's pool and sends its
     commands on them directly, which halves redis-py's cost per command: at
-    most as many connections as requests ever ran at once. A command that
+    most as many connections as requests ever ran at once (they count
+    against the pool's ``max_connections`` until :meth:`close`). A command that
     fails on a connection Redis dropped (a restart) is sent once more on a
     fresh connection; a timeout is not retried; a connection that failed is
     reconnected before it is used again. A cluster client routes its own
