@@ -174,9 +174,11 @@ def per_request(app: Any, environ: dict[str, Any], n: int) -> float:
 sends = 0
 
 
-def count_sends() -> None:
+@contextmanager
+def counting_sends() -> Iterator[None]:
     """Count every write to a Redis socket: one per round trip (a pipeline
-    sends its commands in one write)."""
+    sends its commands in one write). Undone afterwards, so that the timed
+    requests run without the counting wrapper."""
     from redis import connection
 
     cls = getattr(connection, "AbstractConnection", connection.Connection)
@@ -188,6 +190,10 @@ def count_sends() -> None:
         original(self, command, check_health)
 
     cls.send_packed_command = send_packed_command
+    try:
+        yield
+    finally:
+        cls.send_packed_command = original
 
 
 def server_commands(client: Any) -> dict[str, int]:
@@ -239,7 +245,6 @@ def main() -> None:
 
     import redis
 
-    count_sends()
     with redis_server() as url:
         client = redis.Redis.from_url(url)
         apps = {name: build(url) for name, build in IMPLS.items()}
@@ -249,11 +254,12 @@ def main() -> None:
         print(f"# redis-server {client.info()['redis_version']}, redis-py {redis.__version__}")
         print(f"# {rounds} rounds x {n} requests per scenario and library")
         print("\nRound trips and server commands per request")
-        for scenario in SCENARIOS:
-            for name, app in apps.items():
-                trips, commands = count(app, scenario_environ(app, scenario), client, 100)
-                listed = ", ".join(f"{c} {v:g}" for c, v in sorted(commands.items()))
-                print(f"  {scenario:5} {name:13} {trips:g} round trips; {listed}")
+        with counting_sends():
+            for scenario in SCENARIOS:
+                for name, app in apps.items():
+                    trips, commands = count(app, scenario_environ(app, scenario), client, 100)
+                    listed = ", ".join(f"{c} {v:g}" for c, v in sorted(commands.items()))
+                    print(f"  {scenario:5} {name:13} {trips:g} round trips; {listed}")
 
         times: dict[tuple[str, str], list[float]] = {}
         for r in range(rounds):
