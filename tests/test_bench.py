@@ -38,6 +38,7 @@ def test_results_are_recorded(quick_run: tuple[str, dict[str, object]]) -> None:
     assert isinstance(results, dict)
     for scenario in ("1", "2", "3"):
         assert results[scenario]["median"]["wsgi_session"] > 0
+        assert results[scenario]["median"]["beaker"] > 0  # measured side by side
     memory = results["4"]["wsgi_session"]
     assert memory["held"] > 0
     sweep = results["5"][0]
