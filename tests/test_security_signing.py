@@ -177,6 +177,22 @@ def test_rotation_old_secret_still_verifies_new_cookies_use_the_newest(
     assert send(only_new, old_cookie).body == b"1"
 
 
+def test_a_cookie_signed_with_an_old_secret_is_re_signed_on_use(
+    provider: CountingProvider,
+) -> None:
+    old_cookie = send(middleware(provider, OLD), None).cookie_value()
+    rotated = middleware(provider, [NEW, OLD])
+    response = send(rotated, old_cookie)
+    assert response.body == b"2"
+    resigned = response.cookie_value()
+    assert resigned is not None and resigned != old_cookie
+    assert resigned.split(".")[0] == old_cookie.split(".")[0]  # same session, new signature
+    # Once the client holds the re-signed cookie, nothing more is sent ...
+    assert send(rotated, resigned).cookie_value() is None
+    # ... and the old secret can be retired without logging the user out.
+    assert send(middleware(provider, NEW), resigned).body == b"4"
+
+
 def test_bytes_secrets_are_accepted(provider: CountingProvider) -> None:
     mw = middleware(provider, [NEW.encode(), OLD.encode()])
     cookie = send(mw, None).cookie_value()

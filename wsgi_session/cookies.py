@@ -176,6 +176,15 @@ class SessionCookie:
                     break
         return out
 
+    def needs_resigning(self, header: str, sid: str) -> bool:
+        """Whether the client's cookie for ``sid`` was signed with an older
+        secret, so the response should re-sign it with the newest one (then
+        the old secret can be retired without logging anybody out)."""
+        secrets = self._secrets
+        if secrets is None or len(secrets) == 1:
+            return False
+        return f"{sid}.{_sign(secrets[0], sid)}" not in header
+
     def _verify(self, value: str) -> str | None:
         secrets = self._secrets
         if secrets is None:

@@ -73,10 +73,13 @@ class Session(MutableMapping[str, Any]):
         self._removed = set()
         header = self._header
         if header:
-            for sid in self._cookie.ids(header):
+            cookie = self._cookie
+            for sid in cookie.ids(header):
                 data = self._manager.load(sid)
                 if data is not None:
                     self._sid = sid
+                    if cookie.needs_resigning(header, sid):
+                        self.cookie_action = SEND
                     break
         if data is None:
             data = {}  # no live session of ours: a new one, stored once written
