@@ -17,13 +17,12 @@ from examples_common import (
     check_logout_destroys,
     load_example,
 )
+from paste.deploy import loadwsgi
 
 from wsgi_session import SessionMiddleware
 from wsgi_session.cookies import SessionCookie
 from wsgi_session.ids import new_id
 from wsgi_session.paste import CONVERTERS, filter_app_factory, filter_factory, parse_options
-
-loadwsgi = pytest.importorskip("paste.deploy.loadwsgi")
 
 OLD_SECRET = "an-older-secret-still-accepted"
 NEW_SECRET = "the-newest-secret-signs-cookies"
@@ -239,7 +238,6 @@ def test_defaults_section_is_not_taken_for_options(
 
 
 def test_example_ini_serves_the_pyramid_example() -> None:
-    pytest.importorskip("pyramid")
     load_example("pyramid_app")  # the .ini names it as call:pyramid_app:main
     mw = loadwsgi.loadapp(f"config:{EXAMPLES / 'pyramid.ini'}")
     try:
