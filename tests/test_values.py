@@ -1,0 +1,80 @@
+"""values: what a session may hold, checked and copied at assignment."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from wsgi_session.values import check_key, checked_copy, copy_value
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        None,
+        True,
+        0,
+        -1,
+        2**80,
+        1.5,
+        float("inf"),
+        "",
+        "text",
+        [],
+        {},
+        [1, "a", None, [2, {"b": [3]}]],
+    ],
+    ids=repr,
+)
+def test_json_values_are_accepted_and_equal(value: Any) -> None:
+    assert checked_copy("k", value) == value
+
+
+def test_containers_are_deep_copied_scalars_are_not() -> None:
+    text = "shared"
+    assert checked_copy("k", text) is text
+    nested = {"list": [1, {"deep": []}]}
+    copy = checked_copy("k", nested)
+    assert copy == nested and copy is not nested
+    assert copy["list"] is not nested["list"] and copy["list"][1] is not nested["list"][1]
+    again = copy_value(copy)
+    assert again == copy and again["list"] is not copy["list"]
+
+
+@pytest.mark.parametrize(
+    ("value", "why"),
+    [
+        (object(), "object is not a JSON type"),
+        ((1, 2), "tuple is not a JSON type"),
+        ({1, 2}, "set is not a JSON type"),
+        (b"bytes", "bytes is not a JSON type"),
+        ({1: "x"}, "dict key 1 is not a str"),
+        ([{"ok": [object()]}], "object is not a JSON type"),
+    ],
+    ids=["object", "tuple", "set", "bytes", "int-key", "nested"],
+)
+def test_other_values_are_refused_naming_the_key(value: Any, why: str) -> None:
+    with pytest.raises(TypeError, match=rf"key 'cart'.*{why}"):
+        checked_copy("cart", value)
+
+
+def test_absurd_nesting_is_refused_not_a_recursion_error() -> None:
+    value: list[Any] = []
+    for _ in range(500):
+        value = [value]
+    with pytest.raises(TypeError, match="nested more than"):
+        checked_copy("k", value)
+
+
+def test_self_referencing_values_are_refused() -> None:
+    loop: list[Any] = []
+    loop.append(loop)
+    with pytest.raises(TypeError, match="nested more than"):
+        checked_copy("k", loop)
+
+
+@pytest.mark.parametrize("key", ["", 0, None, b"k", ("a",)], ids=repr)
+def test_keys_are_non_empty_str(key: Any) -> None:
+    with pytest.raises(TypeError, match="non-empty str"):
+        check_key(key)
