@@ -15,12 +15,16 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
+import webtest
 from conftest import require
+
+from wsgi_session import SessionMiddleware
 
 
 def free_port() -> int:
@@ -202,3 +206,16 @@ def redis_sentinel(redis_server: RedisServer, redis_url: str, tmp_path: Path) ->
     sentinel.start()
     yield sentinel.port
     sentinel.stop()
+
+
+AppFactory = Callable[..., "tuple[SessionMiddleware, webtest.TestApp]"]
+
+
+@pytest.fixture
+def redis_app(make_app: AppFactory, redis_url: str) -> AppFactory:
+    """``mw, client = redis_app(**options)``: make_app on the private server."""
+
+    def factory(**options: Any) -> tuple[SessionMiddleware, webtest.TestApp]:
+        return make_app(provider="redis", provider_options={"url": redis_url}, **options)
+
+    return factory

@@ -6,7 +6,7 @@ import json
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -17,7 +17,7 @@ from wsgi_session import ProviderError, SessionMiddleware, get_session
 from wsgi_session.providers.redis import RedisProvider
 
 if TYPE_CHECKING:
-    from redis_server import RedisServer
+    from redis_server import AppFactory, RedisServer
 
 pytest_plugins = ["redis_server"]
 pytestmark = pytest.mark.redis
@@ -39,19 +39,6 @@ def provider(redis_url: str) -> Iterator[RedisProvider]:
     p = RedisProvider(url=redis_url)
     yield p
     p.close()
-
-
-AppFactory = Callable[..., tuple[SessionMiddleware, webtest.TestApp]]
-
-
-@pytest.fixture
-def redis_app(make_app: AppFactory, redis_url: str) -> AppFactory:
-    """``mw, client = redis_app(**options)``: make_app on the private server."""
-
-    def factory(**options: Any) -> tuple[SessionMiddleware, webtest.TestApp]:
-        return make_app(provider="redis", provider_options={"url": redis_url}, **options)
-
-    return factory
 
 
 # -- construction ---------------------------------------------------------------

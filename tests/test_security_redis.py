@@ -7,31 +7,19 @@ clock decides (the absolute deadline) is moved with a FakeClock here.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import pytest
-import webtest
 from security_support import call, environ_for, issued_id, visit
 
 from wsgi_session import ProviderError, SessionMiddleware, get_session
 from wsgi_session.ids import new_id
 
 if TYPE_CHECKING:
-    from redis_server import RedisServer
+    from redis_server import AppFactory, RedisServer
 
 pytest_plugins = ["redis_server"]
 pytestmark = pytest.mark.redis
-
-AppFactory = Callable[..., tuple[SessionMiddleware, webtest.TestApp]]
-
-
-@pytest.fixture
-def redis_app(make_app: AppFactory, redis_url: str) -> AppFactory:
-    def factory(**options: Any) -> tuple[SessionMiddleware, webtest.TestApp]:
-        return make_app(provider="redis", provider_options={"url": redis_url}, **options)
-
-    return factory
 
 
 def test_forged_id_is_refused(redis_app: AppFactory) -> None:

@@ -20,12 +20,11 @@ Clock = Callable[[], float]
 log = logging.getLogger("wsgi_session")
 
 
-def _check_seconds(option: str, value: object, *, allow_none: bool = False) -> float | None:
-    if value is None and allow_none:
-        return None
+def check_seconds(option: str, value: object) -> float:
+    """``value`` as float seconds: a positive, finite int or float (not bool),
+    else TypeError or ValueError naming ``option``. Providers use it too."""
     if type(value) not in (int, float):
-        kind = "a number of seconds or None" if allow_none else "a number of seconds"
-        raise TypeError(f"{option} must be {kind}, not {value!r}")
+        raise TypeError(f"{option} must be a number of seconds, not {value!r}")
     seconds = float(value)  # type: ignore[arg-type]
     if not 0 < seconds < float("inf"):  # also refuses NaN
         raise ValueError(f"{option} must be a positive, finite number of seconds, not {value!r}")
@@ -57,14 +56,14 @@ class Manager:
         gc_interval: float | None = 60,
         clock: Clock = time.time,
     ) -> None:
-        idle = _check_seconds("max_lifetime", max_lifetime)
-        assert idle is not None
-        self.max_lifetime: float = idle
-        self.absolute_lifetime = _check_seconds(
-            "absolute_lifetime", absolute_lifetime, allow_none=True
+        self.max_lifetime = check_seconds("max_lifetime", max_lifetime)
+        self.absolute_lifetime = (
+            None
+            if absolute_lifetime is None
+            else check_seconds("absolute_lifetime", absolute_lifetime)
         )
         if gc_interval is not None and gc_interval != 0:
-            gc_interval = _check_seconds("gc_interval", gc_interval)
+            gc_interval = check_seconds("gc_interval", gc_interval)
         if not callable(clock):
             raise TypeError(f"clock must be a callable returning seconds, not {clock!r}")
         if provider_options is not None and not isinstance(provider_options, Mapping):

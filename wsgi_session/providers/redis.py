@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ProviderError
+from ..manager import check_seconds
 from ..provider import Provider
 
 if TYPE_CHECKING:
@@ -171,14 +172,6 @@ if hasattr(os, "register_at_fork"):
 _EXTRA = "the Redis provider needs redis-py: pip install wsgi_session[redis]"
 
 
-def _seconds(option: str, value: object) -> float:
-    if type(value) not in (int, float):
-        raise TypeError(f"{option} must be a number of seconds, not {value!r}")
-    if not value > 0 or value == math.inf:  # type: ignore[operator]  # also refuses NaN
-        raise ValueError(f"{option} must be a positive, finite number of seconds, not {value!r}")
-    return float(value)  # type: ignore[arg-type]
-
-
 def _ms(seconds: float) -> int:
     return max(1, math.ceil(seconds * 1000))
 
@@ -298,11 +291,11 @@ class RedisProvider(Provider):
                 url = self.DEFAULT_URL
             if type(url) is not str:
                 raise TypeError(f"url must be a str, not {url!r}")
-            timeout = _seconds(
+            timeout = check_seconds(
                 "socket_timeout",
                 self.DEFAULT_SOCKET_TIMEOUT if socket_timeout is None else socket_timeout,
             )
-            connect_timeout = _seconds(
+            connect_timeout = check_seconds(
                 "socket_connect_timeout",
                 self.DEFAULT_SOCKET_CONNECT_TIMEOUT
                 if socket_connect_timeout is None
