@@ -1,38 +1,78 @@
-"""What a session can hold: JSON-compatible values under non-empty string keys.
+"""What a session can hold, and the one codec every text store uses.
 
-Every provider stores the same kinds of values, so an application can move
-from the memory provider to Redis by changing one argument.
+Keys are non-empty ``str`` without NUL or lone surrogates. Values are
+``None``, ``bool``, ``int`` (at most :data:`MAX_INT_BITS` bits), finite
+``float``, ``str`` (any: the codec escapes what a store could not hold),
+``list`` and ``dict`` with ``str`` keys, nested at most :data:`MAX_DEPTH`
+deep. They are checked when assigned, so every provider holds exactly the
+same values and an application can move from one store to another by
+changing one argument.
 """
 
 from __future__ import annotations
 
+import json
+import math
 from collections.abc import Mapping
 from typing import Any
 
 #: The immutable JSON types: stored as they are, never copied.
 SCALAR_TYPES = (str, int, float, bool, type(None))
-_SCALARS = SCALAR_TYPES
-_CONTAINERS = (list, dict)
+#: Ints beyond this many bits are refused (CPython will not turn an int of
+#: more than 4,300 digits into text, so no text store could hold it).
+MAX_INT_BITS = 14_000
+MAX_DEPTH = 100
+
+_encoder = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+_ascii_encoder = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
+_decode = json.JSONDecoder().decode
+
+
+def encode(value: Any) -> str:
+    """A checked value as compact JSON text that any store can hold:
+    UTF-8-encodable (lone surrogates are escaped) and free of NUL."""
+    text = _encoder.encode(value)
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate: escape everything
+            text = _ascii_encoder.encode(value)
+    return text
+
+
+def decode(text: str | bytes) -> Any:
+    """The value :func:`encode` encoded. ValueError if ``text`` is not JSON."""
+    return _decode(text.decode("utf-8") if isinstance(text, bytes) else text)
+
+
+def encoded_size(data: Mapping[str, Any]) -> int:
+    """The bytes ``data`` takes encoded: keys and values (what
+    ``max_session_bytes`` bounds)."""
+    return sum(len(key.encode("utf-8")) + len(encode(v).encode("utf-8")) for key, v in data.items())
 
 
 def check_key(key: object) -> str:
+    """``key`` if it can be a session key, else TypeError or ValueError."""
     if type(key) is not str or not key:
         raise TypeError(f"session keys must be non-empty str, not {key!r:.40}")
+    if "\x00" in key or not _utf8(key):
+        raise ValueError(f"session key {key!r:.40} holds a NUL or a lone surrogate")
     return key
 
 
 def checked_copy(key: str, value: Any) -> Any:
     """Return ``value`` (scalars) or a deep copy of it (lists and dicts).
 
-    Raises TypeError, naming ``key``, for anything JSON cannot hold; the copy
-    means later mutations by the caller cannot reach the store behind its back.
+    Raises TypeError or ValueError, naming ``key``, for anything that is not
+    allowed; the copy means later mutations by the caller cannot reach the
+    store behind its back.
     """
     try:
-        return _copy(value)
-    except _NotJSON as exc:
-        raise TypeError(
-            f"session value for key {key!r} is not JSON-compatible: {exc.args[0]} "
-            "(allowed: None, bool, int, float, str, list, dict with str keys)"
+        return _copy(value, 0)
+    except _Refused as exc:
+        raise exc.error(
+            f"session value for key {key!r:.40} cannot be stored: {exc.args[0]} "
+            "(allowed: None, bool, int, finite float, str, list, dict with str keys)"
         ) from None
 
 
@@ -65,27 +105,43 @@ def has_container(data: Mapping[str, Any]) -> bool:
     return False
 
 
-def is_container(value: Any) -> bool:
-    return value.__class__ in _CONTAINERS
+def _utf8(text: str) -> bool:
+    if text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
-class _NotJSON(Exception):
-    pass
+class _Refused(Exception):
+    def __init__(self, reason: str, error: type[Exception] = TypeError) -> None:
+        super().__init__(reason)
+        self.error = error
 
 
-def _copy(value: Any, depth: int = 0) -> Any:
+def _copy(value: Any, depth: int) -> Any:
     cls = value.__class__
-    if cls in _SCALARS:
+    if cls is str or cls is bool or value is None:
         return value
-    if depth > 100:
-        raise _NotJSON("nested more than 100 levels deep")
+    if cls is int:
+        if value.bit_length() > MAX_INT_BITS:
+            raise _Refused(f"an int of more than {MAX_INT_BITS} bits", ValueError)
+        return value
+    if cls is float:
+        if not math.isfinite(value):
+            raise _Refused(f"{value!r} is not a finite float", ValueError)
+        return value
+    if depth >= MAX_DEPTH:
+        raise _Refused(f"nested more than {MAX_DEPTH} levels deep", ValueError)
     if cls is list:
         return [_copy(v, depth + 1) for v in value]
     if cls is dict:
         out = {}
         for k, v in value.items():
             if type(k) is not str:
-                raise _NotJSON(f"dict key {k!r:.40} is not a str")
+                raise _Refused(f"dict key {k!r:.40} is not a str")
             out[k] = _copy(v, depth + 1)
         return out
-    raise _NotJSON(f"{cls.__name__} is not a JSON type")
+    raise _Refused(f"{cls.__name__} is not a JSON type")

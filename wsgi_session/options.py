@@ -1,0 +1,72 @@
+"""Option checks, in one place: each raises TypeError or ValueError naming the option.
+
+Every constructor in the package (middleware, manager, cookie, providers,
+adapters) checks its options with these at construction, so a bad
+configuration fails at start-up with the option's name in the message.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+def seconds(option: str, value: object) -> float:
+    """``value`` as float seconds: a positive, finite int or float (not bool)."""
+    if type(value) not in (int, float):
+        raise TypeError(f"{option} must be a number of seconds, not {value!r:.60}")
+    try:
+        result = float(value)  # type: ignore[arg-type]
+    except OverflowError:  # an int too large for a float
+        raise ValueError(f"{option} must be a finite number of seconds, not {value!r:.60}") from None
+    if not 0 < result < math.inf:  # also refuses NaN
+        raise ValueError(
+            f"{option} must be a positive, finite number of seconds, not {value!r:.60}"
+        )
+    return result
+
+
+def optional_seconds(option: str, value: object) -> float | None:
+    """:func:`seconds`, or None for None."""
+    return None if value is None else seconds(option, value)
+
+
+def boolean(option: str, value: object) -> bool:
+    if type(value) is not bool:
+        raise TypeError(f"{option} must be True or False, not {value!r:.60}")
+    return value
+
+
+def positive_int(option: str, value: object) -> int:
+    if type(value) is not int:
+        raise TypeError(f"{option} must be an int, not {value!r:.60}")
+    if value < 1:
+        raise ValueError(f"{option} must be positive, not {value!r:.60}")
+    return value
+
+
+def optional_positive_int(option: str, value: object) -> int | None:
+    return None if value is None else positive_int(option, value)
+
+
+def text(option: str, value: object, *, empty: bool = False) -> str:
+    """A str (non-empty unless ``empty``)."""
+    if type(value) is not str:
+        raise TypeError(f"{option} must be a str, not {value!r:.60}")
+    if not value and not empty:
+        raise ValueError(f"{option} must not be empty")
+    return value
+
+
+def one_of(option: str, value: Any, allowed: tuple[T, ...]) -> T:
+    if value not in allowed:
+        raise ValueError(f"{option} must be one of {', '.join(map(repr, allowed))}, not {value!r:.60}")
+    return value  # type: ignore[no-any-return]
+
+
+def instance(option: str, value: object, cls: type[T]) -> T:
+    if not isinstance(value, cls):
+        raise TypeError(f"{option} must be a {cls.__name__}, not {type(value).__name__}")
+    return value
