@@ -54,6 +54,8 @@ class SessionCookie:
         "_set_suffix",
         "delete_header",
         "_secrets",
+        "max_age",
+        "_attrs",
     )
 
     def __init__(
@@ -138,14 +140,20 @@ class SessionCookie:
         self._find_ids = re.compile(part + ws + r"([A-Za-z0-9_-]{43})" + ws + r"(?=;|\Z)").findall
         self._find_values = re.compile(part + "([^;]*)").findall
         self._set_prefix = name + "="
-        self._set_suffix = (f"; Max-Age={max_age}" if max_age is not None else "") + attrs
+        self._set_suffix = attrs
+        self._attrs = attrs
+        #: The default Max-Age (None: a browser-session cookie).
+        self.max_age = max_age
         self.delete_header = ("Set-Cookie", f"{name}=; Max-Age=0; Expires={_EPOCH}{attrs}")
 
-    def set_header(self, sid: str) -> tuple[str, str]:
-        """The Set-Cookie header that gives the client ``sid``."""
+    def set_header(self, sid: str, max_age: int | None = None) -> tuple[str, str]:
+        """The Set-Cookie header that gives the client ``sid`` (for
+        ``max_age`` seconds; None: until the browser closes)."""
         if self._secrets is not None:
             sid = sid + "." + _sign(self._secrets[0], sid)
-        return ("Set-Cookie", f"{self._set_prefix}{sid}{self._set_suffix}")
+        if max_age is None:
+            return ("Set-Cookie", f"{self._set_prefix}{sid}{self._set_suffix}")
+        return ("Set-Cookie", f"{self._set_prefix}{sid}; Max-Age={max_age}{self._set_suffix}")
 
     def ids(self, header: str) -> list[str]:
         """The well-formed (and, with a secret, correctly signed) session ids

@@ -1,17 +1,20 @@
-"""The manager: ids, lifetimes, the provider, and the GC thread."""
+"""The manager: ids, lifetimes, the provider, the per-user index, and the GC thread."""
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import threading
 import time
+import weakref
+from base64 import urlsafe_b64decode, urlsafe_b64encode
 from collections.abc import Callable, Collection, Mapping
-from typing import Any
+from types import EllipsisType
+from typing import Any, NamedTuple
 
-from . import registry
-from .ids import new_id
-from .provider import Provider
+from . import ids, options, registry
+from .provider import UNCHANGED, Provider, Record, expires
 from .sweeper import Sweeper
 from .values import copy_values
 
@@ -20,15 +23,25 @@ Clock = Callable[[], float]
 log = logging.getLogger("wsgi_session")
 
 
-def check_seconds(option: str, value: object) -> float:
-    """``value`` as float seconds: a positive, finite int or float (not bool),
-    else TypeError or ValueError naming ``option``. Providers use it too."""
-    if type(value) not in (int, float):
-        raise TypeError(f"{option} must be a number of seconds, not {value!r}")
-    seconds = float(value)  # type: ignore[arg-type]
-    if not 0 < seconds < float("inf"):  # also refuses NaN
-        raise ValueError(f"{option} must be a positive, finite number of seconds, not {value!r}")
-    return seconds
+class SessionInfo(NamedTuple):
+    """One live session of a user, as :meth:`Manager.sessions_of` lists it."""
+
+    #: Opaque; identifies the session to :meth:`Manager.revoke`, and is no
+    #: use as a cookie. It changes when the session's id does.
+    handle: str
+    created: float
+    last_access: float
+    expires: float
+
+
+def user_of(value: object) -> str | None:
+    """The index name of the user a session holds: a str as it is, an int as
+    its decimal text (so 5 and "5" are one user); anything else is no user."""
+    if type(value) is str:
+        return value or None
+    if type(value) is int:
+        return str(value)
+    return None
 
 
 class Manager:
@@ -38,12 +51,17 @@ class Manager:
     ready :class:`Provider`. A provider built here is the manager's and is
     closed by :meth:`close`; one passed in belongs to the caller.
 
-    ``max_lifetime`` is the sliding idle timeout; ``absolute_lifetime`` (or
-    None) ends a session that long after its creation however busy it is.
-    ``gc_interval`` is the seconds between background sweeps (``0`` or
-    ``None``: no thread). The thread starts on the first :meth:`start_gc` in
-    each process, so it also runs in workers forked after the app was loaded.
-    ``clock`` returns the current time in seconds; tests inject their own.
+    ``max_lifetime`` is the default sliding idle timeout (a session may get
+    its own: "remember me"); ``absolute_lifetime`` (or None) ends a session
+    that long after its creation however busy it is, and no per-session
+    lifetime goes past it. ``gc_interval`` is the seconds between background
+    sweeps (``0`` or None: no thread); the thread starts with the first use
+    in each process. With ``hash_ids`` (the default) the store keys sessions
+    by a SHA-256 of the id, so a copy of the store holds no usable cookie.
+    ``user_key`` names the session key whose value (a str or int) is the
+    user, for :meth:`sessions_of`, :meth:`revoke_user` and friends.
+    ``max_session_bytes`` bounds a session's encoded size; an assignment
+    past it raises. ``clock`` returns the current time in seconds.
     """
 
     def __init__(
@@ -54,16 +72,20 @@ class Manager:
         max_lifetime: float = 3600,
         absolute_lifetime: float | None = None,
         gc_interval: float | None = 60,
+        hash_ids: bool = True,
+        user_key: str | None = None,
+        max_session_bytes: int | None = None,
         clock: Clock = time.time,
     ) -> None:
-        self.max_lifetime = check_seconds("max_lifetime", max_lifetime)
-        self.absolute_lifetime = (
-            None
-            if absolute_lifetime is None
-            else check_seconds("absolute_lifetime", absolute_lifetime)
-        )
+        self.max_lifetime = options.seconds("max_lifetime", max_lifetime)
+        self.absolute_lifetime = options.optional_seconds("absolute_lifetime", absolute_lifetime)
         if gc_interval is not None and gc_interval != 0:
-            gc_interval = check_seconds("gc_interval", gc_interval)
+            gc_interval = options.seconds("gc_interval", gc_interval)
+        self.hash_ids = options.boolean("hash_ids", hash_ids)
+        self.user_key = None if user_key is None else options.text("user_key", user_key)
+        self.max_session_bytes = options.optional_positive_int(
+            "max_session_bytes", max_session_bytes
+        )
         if not callable(clock):
             raise TypeError(f"clock must be a callable returning seconds, not {clock!r}")
         if provider_options is not None and not isinstance(provider_options, Mapping):
@@ -83,103 +105,249 @@ class Manager:
             )
         self.clock = clock
         self.gc_interval = gc_interval or None
-        self._sweeper = Sweeper(self.gc, self.gc_interval) if self.gc_interval else None
+        self._sweeper = Sweeper(self, self.gc_interval) if self.gc_interval else None
         self._gc_lock = threading.Lock()
-        self._gc_pid = 0
+        self._pid = 0  # the process this manager last ran in; 0: not yet used
         self._closed = False
+        self._counts = dict.fromkeys(_COUNTERS, 0)
+        if self._sweeper is not None:
+            # A manager dropped without close() stops its thread too.
+            weakref.finalize(self, self._sweeper.stop, None)
+
+    # -- ids ---------------------------------------------------------------
+
+    def key(self, sid: str) -> str:
+        """The provider's key for the session id ``sid``."""
+        if not self.hash_ids:
+            return sid
+        digest = hashlib.sha256(sid.encode("ascii")).digest()
+        return urlsafe_b64encode(digest)[:43].decode("ascii")
+
+    def handle(self, sid: str, user: str | None) -> str:
+        """The revocation handle of the session ``sid`` held by ``user``."""
+        return _handle(self.key(sid), user)
 
     # -- sessions ----------------------------------------------------------
 
-    def load(self, sid: str) -> dict[str, Any] | None:
-        """The live session's data (a copy), refreshing its idle timeout."""
+    def load(self, sid: str) -> Record | None:
+        """The live session (its data a copy), as an access; None if not live."""
+        if self._pid != os.getpid():
+            self._new_process()
         try:
-            return self.provider.load(sid, self.clock(), self.max_lifetime)
+            record = self.provider.load(self.key(sid), self.clock())
         except Exception as exc:
-            self._failed("load", exc, sid)
+            self._failed("load", exc)
             raise
+        self._counts["loaded" if record is not None else "missed"] += 1
+        return record
 
-    def create(self, data: Mapping[str, Any]) -> str:
+    def create(
+        self,
+        data: Mapping[str, Any],
+        *,
+        idle: float | None = None,
+        persistent: bool = False,
+        user: str | None = None,
+    ) -> str:
         """Store a new session holding ``data``; return its fresh id."""
-        sid = new_id()
+        if self._pid != os.getpid():
+            self._new_process()
+        sid = ids.new_id()
         now = self.clock()
         absolute = self.absolute_lifetime
         try:
             self.provider.create(
-                sid,
+                self.key(sid),
                 copy_values(data),
                 now,
-                self.max_lifetime,
-                None if absolute is None else now + absolute,
+                idle=self.max_lifetime if idle is None else idle,
+                deadline=None if absolute is None else now + absolute,
+                persistent=persistent,
+                user=user,
             )
         except Exception as exc:
-            self._failed("create", exc, sid)
+            self._failed("create", exc)
             raise
+        self._counts["created"] += 1
         return sid
 
-    def save(self, sid: str, changed: Mapping[str, Any], removed: Collection[str]) -> bool:
-        """Write changed keys and delete removed ones; False if the session is gone."""
-        return self.save_copies(sid, copy_values(changed), removed)
+    def save(
+        self,
+        sid: str,
+        changed: Mapping[str, Any],
+        removed: Collection[str],
+        *,
+        lifetime: tuple[float, bool] | None = None,
+        user: str | None | EllipsisType = UNCHANGED,
+    ) -> bool:
+        """Write changed keys and delete removed ones; False if the session is gone.
 
-    def save_copies(self, sid: str, changed: dict[str, Any], removed: Collection[str]) -> bool:
-        """:meth:`save` for a caller that hands over its own copies (the session):
-        ``changed`` and its values go to the provider as they are."""
+        ``changed`` and its values go to the provider as they are: pass copies
+        nobody will mutate.
+        """
         try:
-            return self.provider.save(sid, changed, removed, self.clock(), self.max_lifetime)
+            saved = self.provider.save(
+                self.key(sid), changed, removed, self.clock(), lifetime=lifetime, user=user
+            )
         except Exception as exc:
-            self._failed("save", exc, sid)
+            self._failed("save", exc)
             raise
+        if not saved:
+            self._counts["lost"] += 1
+        return saved
 
     def regenerate(self, sid: str) -> str | None:
         """Move a live session to a fresh id; the old id is dead at once.
 
-        Returns the new id, or None if ``sid`` was not live.
+        Returns the new id, or None if ``sid`` was not live (then nothing
+        is stored: a destroyed or revoked session never comes back).
         """
-        new = new_id()
+        new = ids.new_id()
         try:
-            renamed = self.provider.rename(sid, new, self.clock(), self.max_lifetime)
+            renamed = self.provider.rename(self.key(sid), self.key(new), self.clock())
         except Exception as exc:
-            self._failed("rename", exc, sid, new)
+            self._failed("rename", exc)
             raise
         return new if renamed else None
 
     def destroy(self, sid: str) -> None:
+        """End the session ``sid`` now (log out)."""
         try:
-            self.provider.destroy(sid)
+            self.provider.destroy(self.key(sid))
         except Exception as exc:
-            self._failed("destroy", exc, sid)
+            self._failed("destroy", exc)
             raise
 
-    def _failed(self, action: str, exc: Exception, *sids: str) -> None:
-        """Log a store failure (it propagates to the caller too), without ids."""
-        message = str(exc)
-        for sid in sids:
-            message = message.replace(sid, "<id>")
+    # -- users -------------------------------------------------------------
+
+    def sessions_of(self, user: str | int) -> list[SessionInfo]:
+        """``user``'s live sessions, most recently used first."""
+        name = self._user(user)
+        now = self.clock()
+        try:
+            found = self.provider.sessions_of(name, now)
+        except Exception as exc:
+            self._failed("list the sessions of a user", exc)
+            raise
+        infos = [
+            SessionInfo(
+                _handle(key, name),
+                record.created,
+                record.accessed,
+                expires(record.accessed, record.idle, record.deadline),
+            )
+            for key, record in found
+            if expires(record.accessed, record.idle, record.deadline) > now
+        ]
+        infos.sort(key=lambda info: info.last_access, reverse=True)
+        return infos
+
+    def revoke(self, handle: str) -> bool:
+        """End the session that ``handle`` names; False if it was not live."""
+        if type(handle) is not str:
+            raise TypeError(f"handle must be a str, not {type(handle).__name__}")
+        digest, _, encoded = handle.partition(".")
+        if not encoded:
+            return False  # a session without a user is not indexed
+        try:
+            user = urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4)).decode("utf-8")
+        except ValueError:  # binascii.Error and UnicodeDecodeError included
+            return False
+        for key, _ in self.provider.sessions_of(user, self.clock()):
+            if _digest(key) == digest:
+                self._end(key)
+                return True
+        return False
+
+    def revoke_user(self, user: str | int, keep: str | None = None) -> int:
+        """End every session of ``user`` except the one ``keep`` (a handle)
+        names; return how many ended ("log out everywhere")."""
+        name = self._user(user)
+        keep_digest = None if keep is None else keep.partition(".")[0]
+        ended = 0
+        for key, _ in self.provider.sessions_of(name, self.clock()):
+            if _digest(key) != keep_digest:
+                self._end(key)
+                ended += 1
+        return ended
+
+    def _end(self, key: str) -> None:
+        try:
+            self.provider.destroy(key)
+        except Exception as exc:
+            self._failed("revoke", exc)
+            raise
+        self._counts["revoked"] += 1
+
+    @staticmethod
+    def _user(user: str | int) -> str:
+        name = user_of(user)
+        if name is None:
+            raise TypeError(f"user must be a non-empty str or an int, not {user!r:.40}")
+        return name
+
+    # -- monitoring --------------------------------------------------------
+
+    def stats(self) -> dict[str, float]:
+        """Counters since start (per process) and gauges, for monitoring.
+
+        ``created``, ``loaded``, ``missed`` (a cookie's session was not
+        live: expired, destroyed or unknown), ``lost`` (a save found its
+        session gone), ``revoked``, ``refused`` (cookies refused: malformed,
+        badly signed, or ambiguous), ``store_errors``, ``sweeps``,
+        ``last_sweep_removed``, ``last_sweep_seconds``, ``sessions`` (where
+        the store can count cheaply), plus the provider's own counters
+        (``evicted``, ``expired``...). Counters are plain ints bumped
+        without a lock: under heavy thread contention one may miss a step.
+        """
+        out: dict[str, float] = dict(self._counts)
+        sweeper = self._sweeper
+        if sweeper is not None:
+            out["sweeps"] = sweeper.sweeps
+            out["last_sweep_removed"] = sweeper.last_removed
+            out["last_sweep_seconds"] = sweeper.last_seconds
+        out.update(self.provider.stats())
+        count = self.provider.count()
+        if count is not None:
+            out["sessions"] = count
+        return out
+
+    def count(self, counter: str) -> None:
+        """Bump one of the :meth:`stats` counters (for the session and adapters)."""
+        self._counts[counter] += 1
+
+    def _failed(self, action: str, exc: Exception) -> None:
+        """Log a store failure (it propagates to the caller too). The store's
+        message is not repeated: it may hold a key; the cause is chained."""
+        self._counts["store_errors"] += 1
         log.warning(
-            "wsgi_session: %s failed to %s a session: %s: %s",
+            "%s failed to %s a session: %s",
             type(self.provider).__name__,
             action,
             type(exc).__name__,
-            message,
         )
 
-    # -- GC ----------------------------------------------------------------
+    # -- GC and processes ------------------------------------------------------
 
     def gc(self) -> int:
         """Remove expired sessions now; returns how many."""
         return self.provider.gc(self.clock())
 
+    def _new_process(self) -> None:
+        # First use here, or a process forked from the one that used us
+        # (detected, not heard of: some servers skip at-fork hooks). The
+        # parent's GC thread does not exist in a child.
+        self._pid = os.getpid()
+        self.start_gc()
+
     def start_gc(self) -> None:
-        """Start the GC thread in this process if it is not running (cheap to repeat)."""
+        """Start the GC thread in this process if it is not running."""
         sweeper = self._sweeper
-        if sweeper is None or self._closed:
+        if sweeper is None:
             return
-        pid = os.getpid()
         with self._gc_lock:
-            if self._gc_pid == pid and sweeper.running:
+            if self._closed or sweeper.running:
                 return
-            # A fresh process (first call, or a worker forked with the app
-            # loaded) has no thread yet: the parent's did not survive fork.
-            self._gc_pid = pid
             sweeper.start()
 
     @property
@@ -188,10 +356,26 @@ class Manager:
 
     def close(self) -> None:
         """Stop the GC thread and close a provider this manager built. Idempotent."""
-        if self._closed:
-            return
-        self._closed = True
+        with self._gc_lock:
+            if self._closed:
+                return
+            self._closed = True
         if self._sweeper is not None:
             self._sweeper.stop()
         if self._owns_provider:
             self.provider.close()
+
+
+_COUNTERS = ("created", "loaded", "missed", "lost", "revoked", "refused", "store_errors")
+
+
+def _digest(key: str) -> str:
+    digest = hashlib.sha256(b"wsgi_session handle\x00" + key.encode("ascii")).digest()
+    return urlsafe_b64encode(digest)[:22].decode("ascii")
+
+
+def _handle(key: str, user: str | None) -> str:
+    if user is None:
+        return _digest(key)
+    encoded = urlsafe_b64encode(user.encode("utf-8")).rstrip(b"=").decode("ascii")
+    return f"{_digest(key)}.{encoded}"

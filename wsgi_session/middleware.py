@@ -65,7 +65,10 @@ class SessionMiddleware:
         cookie_max_age: int | None = None,
         partitioned: bool = False,
         secret: str | bytes | Sequence[str | bytes] | None = None,
-        environ_key: str = "wsgi_session",
+        environ_key: str = "wsgi_session.session",
+        hash_ids: bool = True,
+        user_key: str | None = None,
+        max_session_bytes: int | None = None,
         clock: Clock = time.time,
     ) -> None:
         if not callable(app):
@@ -92,6 +95,9 @@ class SessionMiddleware:
             max_lifetime=max_lifetime,
             absolute_lifetime=absolute_lifetime,
             gc_interval=gc_interval,
+            hash_ids=hash_ids,
+            user_key=user_key,
+            max_session_bytes=max_session_bytes,
             clock=clock,
         )
         # A persistent cookie is re-sent whenever the session is used, so its
@@ -104,7 +110,7 @@ class SessionMiddleware:
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         if not self._started:
             self._first_request(environ)
-        session = _Exchange(self.manager, self.cookie, environ)
+        session = _Exchange(self.manager, self.cookie, environ.get("HTTP_COOKIE"))
         session._mw = self
         session._server_start_response = start_response
         session._pending = None
@@ -166,10 +172,10 @@ class SessionMiddleware:
         # The two usual cases inline; _cookie_header() has the whole rule.
         action = session.cookie_action
         sid = session._sid
-        if action == KEEP and not self._refresh_cookie:
+        if action == KEEP and session.cookie_max_age is None:
             cookie = None
         elif action == SEND and sid is not None:
-            cookie = self.cookie.set_header(sid)
+            cookie = self.cookie.set_header(sid, session.cookie_max_age)
         else:
             cookie = self._cookie_header(session)
         for name, value in headers:  # does the app's response vary on Cookie already?
@@ -181,10 +187,11 @@ class SessionMiddleware:
 
     def _cookie_header(self, session: Session) -> tuple[str, str] | None:
         action = session.cookie_action
-        if action == SEND or (self._refresh_cookie and session._sid is not None):
+        max_age = session.cookie_max_age
+        if action == SEND or (max_age is not None and session._sid is not None):
             sid = session._sid
             if sid is not None:
-                return self.cookie.set_header(sid)
+                return self.cookie.set_header(sid, max_age)
         if action == DELETE:
             return self.cookie.delete_header
         return None

@@ -20,7 +20,9 @@ def seconds(option: str, value: object) -> float:
     try:
         result = float(value)  # type: ignore[arg-type]
     except OverflowError:  # an int too large for a float
-        raise ValueError(f"{option} must be a finite number of seconds, not {value!r:.60}") from None
+        raise ValueError(
+            f"{option} must be a finite number of seconds, not {value!r:.60}"
+        ) from None
     if not 0 < result < math.inf:  # also refuses NaN
         raise ValueError(
             f"{option} must be a positive, finite number of seconds, not {value!r:.60}"
@@ -62,7 +64,8 @@ def text(option: str, value: object, *, empty: bool = False) -> str:
 
 def one_of(option: str, value: Any, allowed: tuple[T, ...]) -> T:
     if value not in allowed:
-        raise ValueError(f"{option} must be one of {', '.join(map(repr, allowed))}, not {value!r:.60}")
+        choices = ", ".join(map(repr, allowed))
+        raise ValueError(f"{option} must be one of {choices}, not {value!r:.60}")
     return value  # type: ignore[no-any-return]
 
 

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import hmac
+import secrets
 from collections.abc import Iterator, Mapping, MutableMapping
+from types import EllipsisType
 from typing import TYPE_CHECKING, Any
 
 from .errors import SessionError
-from .values import SCALAR_TYPES, check_key, checked_copy, copy_value
+from .provider import UNCHANGED, Record, expires
+from .values import check_key, checked_copy, copy_value, encode, encoded_size
 
 if TYPE_CHECKING:
     from .cookies import SessionCookie
@@ -15,19 +19,27 @@ if TYPE_CHECKING:
 # What the response must do with the cookie.
 KEEP, SEND, DELETE = 0, 1, 2
 
+#: The session key of the CSRF token, and the prefix of flash queues' keys.
+CSRF_KEY = "_csrf_token"
+FLASH_PREFIX = "_flash:"
+
+_IMMUTABLE = (str, bool, type(None))
+
 
 class Session(MutableMapping[str, Any]):
-    """One request's session. A ``MutableMapping`` of JSON-compatible values.
+    """One request's session: a ``MutableMapping`` of JSON-compatible values.
 
     Nothing happens until the session is first used: then the cookie is read
     and the store consulted. A session nobody writes is never stored and
     sends no cookie. Writes are kept in the request and saved when the
     response starts (and again at its end, for writes made while streaming);
     only changed keys are written, so concurrent requests that write
-    different keys both keep their writes.
+    different keys both keep their writes. A list or dict read from the
+    session and changed in place is saved too.
 
-    Values are copied on assignment: to store a list or dict you changed in
-    place, assign it again (``s["cart"] = cart``).
+    If the cookie names several live sessions (a cookie "tossed" in by a
+    sibling subdomain beside the user's own), none is used: the request
+    starts a new session. See SECURITY.md.
     """
 
     __slots__ = (
@@ -36,27 +48,37 @@ class Session(MutableMapping[str, Any]):
         "_header",
         "_data",
         "_sid",
+        "_record",
         "_changed",
         "_removed",
+        "_seen",
+        "_lifetime",
         "cookie_action",
+        "headers_sent",
     )
 
     # Made by the first use (_load): a request that never touches its
     # session allocates nothing more than this object.
     _changed: set[str]
     _removed: set[str]
+    # Lists and dicts handed out, with their text when handed out, so a
+    # change made in place is noticed at save.
+    _seen: dict[str, str] | None
 
-    def __init__(self, manager: Manager, cookie: SessionCookie, environ: dict[str, Any]) -> None:
+    def __init__(self, manager: Manager, cookie: SessionCookie, header: str | None) -> None:
         self._manager = manager
         self._cookie = cookie
-        # The Cookie header, not the environ: the environ holds this session,
-        # and a reference back would make every request a cycle that only
-        # the garbage collector can free.
-        self._header: str | None = environ.get("HTTP_COOKIE")
+        self._header = header
         self._data: dict[str, Any] | None = None
         self._sid: str | None = None
+        self._record: Record | None = None
+        # A lifetime set by set_lifetime() and not yet stored: (idle, persistent).
+        self._lifetime: tuple[float, bool] | None = None
         #: KEEP, SEND or DELETE: what the response does with the cookie.
         self.cookie_action = KEEP
+        #: Set by the middleware once the response headers are out: a new
+        #: id can no longer reach the client.
+        self.headers_sent = False
 
     # -- loading -----------------------------------------------------------
 
@@ -71,31 +93,79 @@ class Session(MutableMapping[str, Any]):
             return data
         self._changed = set()
         self._removed = set()
+        self._seen = None
         header = self._header
         if header:
             cookie = self._cookie
-            for sid in cookie.ids(header):
-                data = self._manager.load(sid)
-                if data is not None:
-                    self._sid = sid
-                    if cookie.needs_resigning(header, sid):
-                        self.cookie_action = SEND
-                    break
+            candidates = cookie.ids(header)
+            if len(candidates) == 1:  # the usual case
+                sid = candidates[0]
+                record = self._manager.load(sid)
+            else:
+                sid, record = self._pick(candidates)
+            if record is not None:
+                self._sid = sid
+                self._record = record
+                data = record.data
+                if cookie.needs_resigning(header, sid):
+                    self.cookie_action = SEND
+            elif not candidates and cookie.name + "=" in header:
+                self._manager.count("refused")  # malformed or badly signed
         if data is None:
             data = {}  # no live session of ours: a new one, stored once written
         self._data = data
         return data
 
+    def _pick(self, candidates: list[str]) -> tuple[str, Record | None]:
+        """The one live session among several ids, or none if several are live."""
+        live = []
+        for sid in candidates:
+            record = self._manager.load(sid)
+            if record is not None:
+                live.append((sid, record))
+        if len(live) == 1:
+            return live[0]
+        if live:
+            # Fail closed: which one the user meant cannot be told, and
+            # picking one lets a tossed cookie choose the account.
+            self._manager.count("refused")
+        return "", None
+
     # -- the mapping -------------------------------------------------------
 
     def __getitem__(self, key: str) -> Any:
-        return (self._data if self._data is not None else self._load())[key]
+        value = (self._data if self._data is not None else self._load())[key]
+        cls = value.__class__
+        if cls is list or cls is dict:
+            self._watch(key, value)
+        return value
+
+    def get(self, key: str, default: Any = None) -> Any:
+        value = (self._data if self._data is not None else self._load()).get(key, default)
+        cls = value.__class__
+        if (cls is list or cls is dict) and value is not default:
+            self._watch(key, value)
+        return value
 
     def __setitem__(self, key: str, value: Any) -> None:
         data = self._data if self._data is not None else self._load()
-        if type(key) is not str or not key:
+        if type(key) is not str or not key.isascii() or not key or "\x00" in key:
             check_key(key)
-        data[key] = value if value.__class__ in SCALAR_TYPES else checked_copy(key, value)
+        if self._sid is None and self.headers_sent:
+            raise SessionError(
+                "a new session was written after the response headers were sent: its "
+                "cookie cannot reach the client. Write the session before the body starts."
+            )
+        value = value if value.__class__ in _IMMUTABLE else checked_copy(key, value)
+        limit = self._manager.max_session_bytes
+        if limit is not None:
+            size = encoded_size({**data, key: value})
+            if size > limit:
+                raise ValueError(
+                    f"session value for key {key!r:.40} would make the session "
+                    f"{size} bytes, over max_session_bytes={limit}"
+                )
+        data[key] = value
         self._changed.add(key)
         if self._removed:
             self._removed.discard(key)
@@ -106,6 +176,14 @@ class Session(MutableMapping[str, Any]):
         self._changed.discard(key)
         self._removed.add(key)
 
+    def setdefault(self, key: str, default: Any = None) -> Any:
+        """``self[key]``, first set to ``default`` if missing. The value
+        returned is the stored one, so changing it in place is saved."""
+        data = self._data if self._data is not None else self._load()
+        if key not in data:
+            self[key] = default
+        return self[key]
+
     def __iter__(self) -> Iterator[str]:
         return iter(self._load())
 
@@ -114,9 +192,6 @@ class Session(MutableMapping[str, Any]):
 
     def __contains__(self, key: object) -> bool:
         return key in self._load()
-
-    def get(self, key: str, default: Any = None) -> Any:
-        return (self._data if self._data is not None else self._load()).get(key, default)
 
     def clear(self) -> None:
         data = self._load()
@@ -129,6 +204,13 @@ class Session(MutableMapping[str, Any]):
         if self._data is None:
             return "<Session (not loaded)>"
         return f"<Session {'new' if self._sid is None else 'stored'}, {len(self._data)} keys>"
+
+    def _watch(self, key: str, value: Any) -> None:
+        seen = self._seen
+        if seen is None:
+            seen = self._seen = {}
+        if key not in seen and key not in self._changed:
+            seen[key] = encode(value)
 
     # -- the Go design's names ----------------------------------------------
 
@@ -143,7 +225,7 @@ class Session(MutableMapping[str, Any]):
     def session_id(self) -> str | None:
         return self.sid
 
-    # -- identity ------------------------------------------------------------
+    # -- identity and lifetime -------------------------------------------------
 
     @property
     def sid(self) -> str | None:
@@ -160,23 +242,152 @@ class Session(MutableMapping[str, Any]):
     @property
     def modified(self) -> bool:
         """Whether this request has writes not yet saved."""
-        return self._data is not None and bool(self._changed or self._removed)
+        if self._data is None:
+            return False
+        return bool(self._changed or self._removed or self._lifetime or self._changed_in_place())
+
+    @property
+    def created(self) -> float | None:
+        """When the stored session was created (None while new)."""
+        self._load()
+        return None if self._record is None else self._record.created
+
+    @property
+    def accessed(self) -> float | None:
+        """The session's last access before this request (None while new)."""
+        self._load()
+        return None if self._record is None else self._record.accessed
+
+    @property
+    def idle_timeout(self) -> float:
+        """This session's sliding idle timeout in seconds."""
+        self._load()
+        if self._lifetime is not None:
+            return self._lifetime[0]
+        return self._manager.max_lifetime if self._record is None else self._record.idle
+
+    @property
+    def persistent(self) -> bool:
+        """Whether the cookie outlives the browser (a "remember me" session)."""
+        self._load()
+        if self._lifetime is not None:
+            return self._lifetime[1]
+        return self._record is not None and self._record.persistent
+
+    @property
+    def expires(self) -> float | None:
+        """When the session ends if it is not used again (None while new)."""
+        self._load()
+        record = self._record
+        if record is None:
+            return None
+        now = self._manager.clock()
+        return expires(now, self.idle_timeout, record.deadline)
+
+    @property
+    def cookie_max_age(self) -> int | None:
+        """The Max-Age the cookie gets, or None for a browser-session cookie."""
+        if self.persistent:
+            left = self.idle_timeout
+            deadline = None if self._record is None else self._record.deadline
+            if deadline is not None:
+                left = min(left, deadline - self._manager.clock())
+            return max(1, int(left))
+        return self._cookie.max_age
+
+    def set_lifetime(self, idle: float | None = None, *, persistent: bool | None = None) -> None:
+        """Give this session its own idle timeout (None: the default) and,
+        with ``persistent``, a cookie that outlives the browser ("remember
+        me") or one that does not. Never extends past ``absolute_lifetime``."""
+        from .options import boolean, seconds
+
+        self._load()
+        idle = self._manager.max_lifetime if idle is None else seconds("idle", idle)
+        keep = self.persistent if persistent is None else boolean("persistent", persistent)
+        self._lifetime = (idle, keep)
+        if self._sid is not None:
+            self.cookie_action = SEND  # the cookie's Max-Age changes
+
+    @property
+    def handle(self) -> str | None:
+        """This session's revocation handle (see :meth:`Manager.sessions_of`)."""
+        sid = self.sid
+        if sid is None:
+            return None
+        return self._manager.handle(sid, self._user())
+
+    def _user(self) -> str | None:
+        from .manager import user_of
+
+        key = self._manager.user_key
+        return None if key is None or self._data is None else user_of(self._data.get(key))
+
+    # -- flash messages and CSRF ------------------------------------------------
+
+    def flash(self, message: Any, queue: str = "", allow_duplicate: bool = True) -> None:
+        """Queue ``message`` (JSON-compatible) to show on a later request."""
+        key = FLASH_PREFIX + queue
+        messages = list(self.get(key) or ())
+        if allow_duplicate or message not in messages:
+            messages.append(message)
+            self[key] = messages
+
+    def peek_flash(self, queue: str = "") -> list[Any]:
+        """The queue's messages, left in place."""
+        return list(self.get(FLASH_PREFIX + queue) or ())
+
+    def pop_flash(self, queue: str = "") -> list[Any]:
+        """The queue's messages, removed."""
+        key = FLASH_PREFIX + queue
+        messages = self.peek_flash(queue)
+        if key in self:
+            del self[key]
+        return messages
+
+    @property
+    def csrf_token(self) -> str:
+        """The session's CSRF token, made (and stored) on first use."""
+        token = self.get(CSRF_KEY)
+        return token if type(token) is str else self.new_csrf_token()
+
+    def new_csrf_token(self) -> str:
+        """Replace the CSRF token with a fresh one and return it."""
+        token = secrets.token_urlsafe(32)
+        self[CSRF_KEY] = token
+        return token
+
+    def check_csrf_token(self, token: object) -> bool:
+        """Whether ``token`` is this session's CSRF token (constant time)."""
+        expected = self.get(CSRF_KEY)
+        if type(token) is not str or type(expected) is not str:
+            return False
+        return hmac.compare_digest(token.encode("utf-8", "replace"), expected.encode("ascii"))
+
+    # -- regenerate, destroy, save ----------------------------------------------
 
     def regenerate(self) -> None:
         """Give the session a new id, keeping its data; the old id is dead at once.
 
         Call it on every privilege change (log in, log out, sudo) so an id
-        an attacker planted or saw before is worthless afterwards.
+        an attacker planted or saw before is worthless afterwards. If the
+        session was destroyed or revoked meanwhile, it is not brought back:
+        this request carries on with a new, empty session. Raises
+        SessionError once the response headers are out (the new id could
+        not reach the client); the old session is then left as it was.
         """
         self._load()
+        if self.headers_sent:
+            raise SessionError(
+                "regenerate() after the response headers were sent: the new id "
+                "could not reach the client. Regenerate before the body starts."
+            )
         old = self._sid
         if old is None:
             return  # not stored yet: it gets a fresh id when it is written
         new = self._manager.regenerate(old)
         if new is None:
-            # The stored session vanished meanwhile (expired or destroyed
-            # elsewhere): carry on as a new session holding this data.
-            self._start_over(keep_data=True)
+            self._start_over()
+            self.cookie_action = DELETE
         else:
             self._sid = new
             self.cookie_action = SEND
@@ -189,48 +400,81 @@ class Session(MutableMapping[str, Any]):
         self._load()
         if self._sid is not None:
             self._manager.destroy(self._sid)
-        self._start_over(keep_data=False)
+        self._start_over()
         self.cookie_action = DELETE
 
-    def _start_over(self, keep_data: bool) -> None:
+    def _start_over(self) -> None:
         data = self._data
         assert data is not None
         self._sid = None
+        self._record = None
         self._removed.clear()
-        if keep_data:
-            self._changed = set(data)
-        else:
-            data.clear()
-            self._changed.clear()
+        self._changed.clear()
+        self._seen = None
+        data.clear()
 
-    # -- saving (called by the middleware) ------------------------------------
+    def _changed_in_place(self) -> list[str]:
+        seen = self._seen
+        if not seen:
+            return []
+        data = self._data
+        assert data is not None
+        return [
+            key
+            for key, text in seen.items()
+            if key in data and key not in self._changed and encode(data[key]) != text
+        ]
 
     def save(self) -> None:
         """Store pending writes now. The middleware calls this for you."""
         data = self._data
-        if data is None or not (self._changed or self._removed):
+        if data is None:
             return
+        in_place = self._changed_in_place()
+        if in_place:
+            self._changed.update(in_place)
+        lifetime = self._lifetime
+        if not (self._changed or self._removed or lifetime):
+            return
+        manager = self._manager
+        user_key = manager.user_key
         sid = self._sid
         if sid is None:
-            if data:
-                self._sid = self._manager.create(data)
-                self.cookie_action = SEND
+            if not data:
+                return  # nothing to keep
+            if self.headers_sent:
+                raise SessionError("a new session cannot be stored after the headers were sent")
+            idle, persistent = lifetime or (manager.max_lifetime, False)
+            self._sid = manager.create(data, idle=idle, persistent=persistent, user=self._user())
+            now = manager.clock()
+            absolute = manager.absolute_lifetime
+            deadline = None if absolute is None else now + absolute
+            self._record = Record({}, now, now, idle, deadline, persistent)
+            self.cookie_action = SEND
         else:
             # Copies: the app may change a list or dict in place after this.
             changed = {}
             for key in self._changed:
                 value = data[key]
-                changed[key] = value if value.__class__ in SCALAR_TYPES else copy_value(value)
-            if not self._manager.save_copies(sid, changed, self._removed):
-                # Destroyed or expired by someone else meanwhile: never
-                # bring it back. The writes go with it.
-                self._sid = None
-                data.clear()
+                cls = value.__class__
+                changed[key] = copy_value(value) if cls is list or cls is dict else value
+            user: str | None | EllipsisType = UNCHANGED
+            if user_key is not None and (user_key in self._changed or user_key in self._removed):
+                user = self._user()
+            if not manager.save(sid, changed, self._removed, lifetime=lifetime, user=user):
+                # Destroyed, revoked or expired meanwhile: never bring it
+                # back. The writes go with it, and the client's cookie.
+                self._start_over()
+                self.cookie_action = DELETE
+            elif lifetime is not None and self._record is not None:
+                self._record = self._record._replace(idle=lifetime[0], persistent=lifetime[1])
         self._changed.clear()
         self._removed.clear()
+        self._lifetime = None
+        self._seen = None
 
 
-def get_session(environ: Mapping[str, Any], key: str = "wsgi_session") -> Session:
+def get_session(environ: Mapping[str, Any], key: str = "wsgi_session.session") -> Session:
     """The request's session; a clear error if no SessionMiddleware wraps the app."""
     session = environ.get(key)
     if not isinstance(session, Session):

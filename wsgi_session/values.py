@@ -3,7 +3,8 @@
 Keys are non-empty ``str`` without NUL or lone surrogates. Values are
 ``None``, ``bool``, ``int`` (at most :data:`MAX_INT_BITS` bits), finite
 ``float``, ``str`` (any: the codec escapes what a store could not hold),
-``list`` and ``dict`` with ``str`` keys, nested at most :data:`MAX_DEPTH`
+``list`` (a ``tuple`` becomes a list, as in JSON) and ``dict`` with ``str``
+keys, nested at most :data:`MAX_DEPTH`
 deep. They are checked when assigned, so every provider holds exactly the
 same values and an application can move from one store to another by
 changing one argument.
@@ -135,7 +136,7 @@ def _copy(value: Any, depth: int) -> Any:
         return value
     if depth >= MAX_DEPTH:
         raise _Refused(f"nested more than {MAX_DEPTH} levels deep", ValueError)
-    if cls is list:
+    if cls is list or cls is tuple:  # a tuple is stored as a list, as JSON has it
         return [_copy(v, depth + 1) for v in value]
     if cls is dict:
         out = {}
