@@ -8,7 +8,9 @@ from collections.abc import Iterator, Mapping, MutableMapping
 from types import EllipsisType
 from typing import TYPE_CHECKING, Any
 
+from . import options
 from .errors import SessionError
+from .manager import user_of
 from .provider import UNCHANGED, Record, expires
 from .values import check_key, checked_copy, copy_value, encode, encoded_size
 
@@ -299,11 +301,9 @@ class Session(MutableMapping[str, Any]):
         """Give this session its own idle timeout (None: the default) and,
         with ``persistent``, a cookie that outlives the browser ("remember
         me") or one that does not. Never extends past ``absolute_lifetime``."""
-        from .options import boolean, seconds
-
         self._load()
-        idle = self._manager.max_lifetime if idle is None else seconds("idle", idle)
-        keep = self.persistent if persistent is None else boolean("persistent", persistent)
+        idle = self._manager.max_lifetime if idle is None else options.seconds("idle", idle)
+        keep = self.persistent if persistent is None else options.boolean("persistent", persistent)
         self._lifetime = (idle, keep)
         if self._sid is not None:
             self.cookie_action = SEND  # the cookie's Max-Age changes
@@ -317,8 +317,6 @@ class Session(MutableMapping[str, Any]):
         return self._manager.handle(sid, self._user())
 
     def _user(self) -> str | None:
-        from .manager import user_of
-
         key = self._manager.user_key
         return None if key is None or self._data is None else user_of(self._data.get(key))
 
