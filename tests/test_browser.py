@@ -104,58 +104,120 @@ def browser(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
         driver.quit()
 
 
-def test_chromium_keeps_the_session_through_visit_login_logout(
-    browser: Any, demo_url: str, tmp_path: Path
-) -> None:
+ARTIFACTS = ROOT / ".artifacts" / "screenshots"
+
+
+def test_chromium_through_visit_login_revoke_logout(browser: Any, demo_url: str) -> None:
     from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    browser.set_window_size(900, 1500)  # the whole page in each screenshot
+
+    def text(element_id: str) -> str:
+        return str(browser.find_element(By.ID, element_id).text)
 
     def shows(visits: int, user: str) -> None:
         """Wait until the page (after a click and any redirect) says this."""
 
         def ready(driver: Any) -> bool:
-            return bool(
-                driver.find_element(By.ID, "visits").text == f"Visits: {visits}"
-                and driver.find_element(By.ID, "user").text == user
-            )
+            return text("visits") == f"Visits: {visits}" and text("user") == user
 
         WebDriverWait(browser, WAIT, ignored_exceptions=[StaleElementReferenceException]).until(
             ready, f"the page never showed 'Visits: {visits}' and {user!r}"
         )
 
-    def session_cookie() -> dict[str, Any] | None:
+    def session_cookie() -> dict[str, Any]:
         cookie: dict[str, Any] | None = browser.get_cookie("session_id")
+        assert cookie is not None
         return cookie
 
     browser.get(demo_url + "/")
     shows(1, "Not logged in")
     first = session_cookie()
-    assert first is not None
-    assert first["httpOnly"] is True
-    assert first["sameSite"] == "Lax"
+    assert first["httpOnly"] is True and first["sameSite"] == "Lax"
+    assert "expiry" not in first  # a browser-session cookie
 
     browser.find_element(By.ID, "visit").click()
     shows(2, "Not logged in")
     assert session_cookie() == first
+    fingerprint = text("fingerprint")
+    assert first["value"] not in browser.page_source  # never the id itself
 
     # Scripts see the page's other cookies, never the HttpOnly session cookie.
     browser.execute_script("document.cookie = 'visible=yes; path=/'")
     seen = browser.execute_script("return document.cookie")
-    assert "visible=yes" in seen
-    assert "session_id" not in seen
+    assert "visible=yes" in seen and "session_id" not in seen
 
-    browser.find_element(By.ID, "login").click()  # regenerate, 303 to /
+    browser.find_element(By.ID, "login").click()  # a POST with the CSRF token, 303 to /
     shows(3, "Logged in as demo")
+    assert "Logged in as demo" in text("flash")
     logged_in = session_cookie()
-    assert logged_in is not None
     assert logged_in["value"] != first["value"]
-    assert "session_id" not in browser.execute_script("return document.cookie")
-    browser.save_screenshot(str(tmp_path / "logged-in.png"))
+    assert text("fingerprint") != fingerprint
+    browser.save_screenshot(str(ARTIFACTS / "demo-logged-in.png"))
+
+    # The pre-login cookie is dead: presented again, it opens nothing.
+    browser.delete_cookie("session_id")
+    browser.add_cookie({"name": "session_id", "value": first["value"], "path": "/"})
+    browser.get(demo_url + "/")
+    shows(1, "Not logged in")
+    browser.delete_cookie("session_id")
+    browser.add_cookie({"name": "session_id", "value": logged_in["value"], "path": "/"})
+    browser.get(demo_url + "/")
+    shows(4, "Logged in as demo")
+
+    # A second device logs in as the same user; this browser revokes it.
+    phone = _Device(demo_url)
+    phone.login("demo")
+    assert phone.who() == "Logged in as demo"
+    browser.get(demo_url + "/")
+    WebDriverWait(browser, WAIT).until(
+        lambda d: len(d.find_elements(By.CSS_SELECTOR, "button.revoke")) == 1
+    )
+    browser.save_screenshot(str(ARTIFACTS / "demo-two-devices.png"))
+    browser.find_element(By.CSS_SELECTOR, "button.revoke").click()
+    WebDriverWait(browser, WAIT).until(lambda d: "is logged out" in text("flash"))
+    assert phone.who() == "Not logged in"
 
     browser.find_element(By.ID, "logout").click()  # destroy, 303 to / (a new session)
     shows(1, "Not logged in")
+    assert "Logged out" in text("flash")
     after = session_cookie()
-    assert after is not None
     assert after["value"] not in (first["value"], logged_in["value"])
+    browser.save_screenshot(str(ARTIFACTS / "demo-logged-out.png"))
 
+
+class _Device:
+    """Another browser, as plain HTTP with a cookie jar."""
+
+    def __init__(self, base: str) -> None:
+        import http.cookiejar
+        import urllib.request
+
+        self.base = base
+        self.opener = urllib.request.build_opener(
+            urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar())
+        )
+
+    def page(self, path: str = "/", form: dict[str, str] | None = None) -> str:
+        import urllib.parse
+
+        data = None if form is None else urllib.parse.urlencode(form).encode()
+        with self.opener.open(self.base + path, data, timeout=WAIT) as response:
+            return str(response.read().decode())
+
+    def login(self, name: str) -> None:
+        import re
+
+        token = re.search(r'name="csrf_token" value="([^"]+)"', self.page())
+        assert token
+        self.page("/login", {"name": name, "csrf_token": token.group(1)})
+
+    def who(self) -> str:
+        import re
+
+        found = re.search(r'<p id="user">([^<]*)</p>', self.page())
+        assert found
+        return found.group(1)

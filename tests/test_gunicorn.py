@@ -66,6 +66,13 @@ class Client:
         return next((c.value for c in self.jar if c.name == name), None)
 
 
+def csrf_of(page: str) -> str:
+    """The CSRF token of a page's forms."""
+    found = re.search(r'name="csrf_token" value="([^"]+)"', page)
+    assert found, page
+    return found.group(1)
+
+
 def get_with_cookie(url: str, cookie: str) -> str:
     """One GET sending exactly ``Cookie: session_id=<cookie>``."""
     request = Request(url, headers={"Cookie": f"session_id={cookie}"})
@@ -151,11 +158,12 @@ def test_demo_keeps_a_session_across_requests(preload: bool, tmp_path: Path) -> 
         assert "Visits: 1" in browser.get("/")
         first = browser.cookie()
         assert first is not None
-        assert "Visits: 2" in browser.get("/")
+        page = browser.get("/")
+        assert "Visits: 2" in page
         assert browser.cookie() == first
 
-        page = browser.get("/login")  # regenerates, then 303 to /
-        assert "Logged in as demo" in page
+        page = browser.post("/login", {"name": "demo", "csrf_token": csrf_of(page)})
+        assert "Logged in as demo" in page  # regenerated, then 303 to /
         assert "Visits: 3" in page
         logged_in = browser.cookie()
         assert logged_in is not None and logged_in != first
@@ -164,7 +172,7 @@ def test_demo_keeps_a_session_across_requests(preload: bool, tmp_path: Path) -> 
         assert "Visits: 1" in stale
         assert "Not logged in" in stale
 
-        page = browser.get("/logout")  # destroys, then 303 to / (a new session)
+        page = browser.post("/logout", {"csrf_token": csrf_of(page)})  # destroy, 303 to /
         assert "Not logged in" in page
         assert "Visits: 1" in page
         assert browser.cookie() not in (None, first, logged_in)

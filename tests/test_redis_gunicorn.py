@@ -11,6 +11,7 @@ import re
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 from collections import Counter
 from collections.abc import Iterator
@@ -86,9 +87,15 @@ def test_counter_is_continuous_across_gunicorn_workers(gunicorn: tuple[str, Path
         urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()),
     )
 
-    def visit(path: str = "/") -> str:
-        with browser.open(url + path, timeout=30) as response:
+    def visit(path: str = "/", form: dict[str, str] | None = None) -> str:
+        data = None if form is None else urllib.parse.urlencode(form).encode()
+        with browser.open(url + path, data, timeout=30) as response:
             return response.read().decode()
+
+    def csrf(page: str) -> str:
+        found = re.search(r'name="csrf_token" value="([^"]+)"', page)
+        assert found, page
+        return found.group(1)
 
     def visits(page: str) -> int:
         match = re.search(r"Visits: (\d+)", page)
@@ -96,13 +103,14 @@ def test_counter_is_continuous_across_gunicorn_workers(gunicorn: tuple[str, Path
         return int(match.group(1))
 
     for n in range(1, 21):
-        assert visits(visit()) == n
-    page = visit("/login")  # regenerate in one worker, then visit (a redirect)
+        page = visit()
+        assert visits(page) == n
+    page = visit("/login", {"name": "demo", "csrf_token": csrf(page)})  # regenerate, redirect
     assert "Logged in as demo" in page and visits(page) == 21
     for n in range(22, 31):
         page = visit()
         assert visits(page) == n and "Logged in as demo" in page
-    page = visit("/logout")
+    page = visit("/logout", {"csrf_token": csrf(page)})
     assert "Not logged in" in page and visits(page) == 1
 
     # Every request of the run (31 pages + 2 redirects) was logged with
