@@ -22,6 +22,7 @@ you did not name.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import hashlib
 import html
@@ -288,11 +289,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"demo_app: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
         return 2
     print(f"wsgi_session demo on http://{args.host}:{server.server_port}/ (Ctrl-C to stop)")
-    with server:
-        try:
-            server.serve_forever()
-        except KeyboardInterrupt:
-            pass
+    with server, contextlib.suppress(KeyboardInterrupt):
+        server.serve_forever()
     return 0
 
 
