@@ -1,0 +1,895 @@
+"""The conformance kit: checks that a provider keeps the contract of
+:class:`wsgi_session.Provider`, from the provider's own pytest suite.
+
+Subclass :class:`ProviderTests` in a test module (its name starts with
+``Test``, so pytest collects it) and say how to make a fresh, empty store::
+
+    from wsgi_session.testing import ProviderTests
+
+    class TestMyStore(ProviderTests):
+        def make_provider(self):
+            return MyProvider(...)
+
+Every check goes through the contract's methods with explicit times (no
+clock, no sleeping); a failure names the rule of the contract it broke.
+Only tests import this module, so it may import pytest.
+"""
+
+from __future__ import annotations
+
+import random
+import secrets
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, ClassVar
+
+import pytest
+
+from .errors import ProviderError
+from .provider import UNCHANGED, Provider, Record
+from .values import MAX_DEPTH, MAX_INT_BITS, checked_copy
+
+__all__ = ["ProviderTests"]
+
+#: The kit's "now" at the start of every test: a plausible wall-clock time.
+T0 = 1_700_000_000.0
+#: The idle timeout most sessions get.
+IDLE = 100.0
+
+
+def new_sid() -> str:
+    """A storage key as the manager makes them: 43 URL-safe characters."""
+    return secrets.token_urlsafe(32)
+
+
+def _nested(depth: int) -> Any:
+    value: Any = "bottom"
+    for level in range(depth):
+        value = [value] if level % 2 else {"d": value}
+    return value
+
+
+def every_kind() -> dict[str, Any]:
+    """Session data holding every kind of value the contract allows."""
+    big = (1 << MAX_INT_BITS) - 1
+    data: dict[str, Any] = {
+        "none": None,
+        "true": True,
+        "false": False,
+        "zero": 0,
+        "int": -42,
+        "big int": big,
+        "big negative int": -big,
+        "float": 1.0,
+        "negative zero": -0.0,
+        "fraction": 0.1,
+        "huge float": 1.7976931348623157e308,
+        "tiny float": 5e-324,
+        "empty str": "",
+        "non-ASCII": "héllo wörld ✓ 日本 😀",
+        "NUL inside": "a\x00b",
+        "lone surrogates": "\ud800x\udfff",
+        "JSON-like text": '{"a": 1}',
+        "list": [1, 2.5, "x", None, True, [], {}],
+        "nested": {"a": [{"b": [1.0, {"c": "\x00"}]}], "": 0, "ключ": ["\udc80"]},
+        "deep": _nested(MAX_DEPTH - 1),
+        "empty list": [],
+        "empty dict": {},
+        # Keys a store might take for syntax (paths, patterns, quotes).
+        "a.b": 1,
+        "a,b": 2,
+        "{a}": 3,
+        "$.a": 4,
+        "'quote": 5,
+        '"dquote': 6,
+        "back\\slash": 7,
+        "*": 8,
+        "%_": 9,
+        " space ": 10,
+        "ключ": 11,
+        "😀": 12,
+    }
+    for key, value in data.items():
+        checked_copy(key, value)  # the kit only uses values the core accepts
+    return data
+
+
+def assert_same(got: Any, expected: Any, where: str = "data") -> None:
+    """``got == expected`` with types compared too (``1 == 1.0 == True`` in Python)."""
+    assert type(got) is type(expected), (
+        f"{where}: got a {type(got).__name__} back where a {type(expected).__name__} "
+        "was stored (contract: Values - every store gives back exactly the same values)"
+    )
+    if isinstance(expected, dict):
+        assert sorted(got) == sorted(expected), (
+            f"{where}: keys {sorted(got)!r:.200} where {sorted(expected)!r:.200} were stored"
+        )
+        for key in expected:
+            assert_same(got[key], expected[key], f"{where}[{key!r}]")
+    elif isinstance(expected, list):
+        assert len(got) == len(expected), f"{where}: {len(got)} items, {len(expected)} stored"
+        for i, (g, e) in enumerate(zip(got, expected, strict=True)):
+            assert_same(g, e, f"{where}[{i}]")
+    elif isinstance(expected, float) and expected == 0.0:
+        assert str(got) == str(expected), f"{where}: {got!r} where {expected!r} was stored"
+    else:
+        assert got == expected, f"{where}: {got!r:.80} where {expected!r:.80} was stored"
+
+
+def pause(seconds: float) -> None:
+    """Wait without sleeping (a sleep is far coarser than one call of a fast store)."""
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        pass
+
+
+@contextmanager
+def fast_switching() -> Iterator[None]:
+    """Make the interpreter switch threads as often as it can, so races happen."""
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(old)
+
+
+def in_threads(*calls: Callable[[], Any], timeout: float = 60.0) -> list[Any]:
+    """Run ``calls`` in threads started together; their results, or the first error."""
+    barrier = threading.Barrier(len(calls))
+    results: list[Any] = [None] * len(calls)
+    errors: list[BaseException] = []
+
+    def run(i: int, call: Callable[[], Any]) -> None:
+        try:
+            barrier.wait()
+            results[i] = call()
+        except BaseException as exc:  # reported below, in the test's thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=item, daemon=True) for item in enumerate(calls)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout)
+    assert not any(t.is_alive() for t in threads), f"a call did not return in {timeout} s"
+    if errors:
+        raise errors[0]
+    return results
+
+
+class ProviderTests:
+    """The provider contract as tests: subclass it and implement :meth:`make_provider`.
+
+    Override the class attributes to suit the store (a slow network store
+    may want fewer ``race_rounds``), and :meth:`break_store` to check errors.
+    """
+
+    #: How many threads the concurrency checks run at once.
+    concurrency: ClassVar[int] = 8
+    #: How many times each race (destroy against save, against rename) is run.
+    race_rounds: ClassVar[int] = 200
+    #: True for a store that expires sessions by itself and keeps the default
+    #: :meth:`~wsgi_session.Provider.gc` (then gc's count is not checked).
+    expires_by_itself: ClassVar[bool] = False
+
+    def make_provider(self) -> Provider:
+        """A new provider over a fresh, empty store (the kit closes it)."""
+        raise NotImplementedError(f"{type(self).__name__} must implement make_provider()")
+
+    def break_store(self, provider: Provider) -> None:
+        """Make ``provider``'s store fail (stop the server, lock or corrupt the
+        file) so that its calls must raise ProviderError. Default: skip."""
+        pytest.skip("break_store() is not implemented for this provider")
+
+    # -- fixtures and helpers ------------------------------------------------
+
+    @pytest.fixture
+    def provider(self) -> Iterator[Provider]:
+        provider = self.make_provider()
+        assert isinstance(provider, Provider), "make_provider() must return a Provider"
+        try:
+            yield provider
+        finally:
+            provider.close()
+
+    @staticmethod
+    def create(
+        provider: Provider,
+        data: dict[str, Any] | None = None,
+        now: float = T0,
+        *,
+        idle: float = IDLE,
+        deadline: float | None = None,
+        persistent: bool = False,
+        user: str | None = None,
+    ) -> str:
+        """A new session; its storage key."""
+        sid = new_sid()
+        provider.create(
+            sid,
+            {} if data is None else data,
+            now,
+            idle=idle,
+            deadline=deadline,
+            persistent=persistent,
+            user=user,
+        )
+        return sid
+
+    @staticmethod
+    def live(provider: Provider, sid: str, now: float) -> Record:
+        """The record of a session that must be live at ``now`` (an access)."""
+        record = provider.load(sid, now)
+        assert record is not None, "a live session was not returned by load()"
+        assert isinstance(record, Record), (
+            f"load() returned a {type(record).__name__}, not a Record"
+        )
+        return record
+
+    @staticmethod
+    def listed(provider: Provider, user: str, now: float) -> dict[str, Record]:
+        """sessions_of(user) as a dict, checking that no sid is listed twice."""
+        pairs = provider.sessions_of(user, now)
+        assert isinstance(pairs, list), "sessions_of() must return a list"
+        listed = dict(pairs)
+        assert len(listed) == len(pairs), "sessions_of() listed a session twice"
+        return listed
+
+    def assert_dead(self, provider: Provider, sid: str, now: float, why: str) -> None:
+        """``sid`` is not live at ``now``, seen through load()."""
+        assert provider.load(sid, now) is None, f"{why}: load() still returned the session"
+
+    def assert_count(self, provider: Provider, expected: int) -> None:
+        count = provider.count()
+        assert count is None or count == expected, (
+            f"count() returned {count!r} where the store holds {expected} sessions "
+            "(contract: count() is exact or None)"
+        )
+
+    # -- values and copies ---------------------------------------------------
+
+    def test_round_trip_every_value_kind(self, provider: Provider) -> None:
+        data = every_kind()
+        sid = self.create(provider, every_kind())
+        assert_same(self.live(provider, sid, T0 + 1).data, data)
+
+    def test_round_trip_through_save(self, provider: Provider) -> None:
+        sid = self.create(provider, {"x": 1})
+        assert provider.save(sid, every_kind(), (), T0 + 1) is True
+        assert_same(self.live(provider, sid, T0 + 2).data, {"x": 1, **every_kind()})
+
+    def test_values_replaced_by_save_keep_their_kind(self, provider: Provider) -> None:
+        sid = self.create(provider, {"n": "1", "f": 1, "s": 2.0, "l": {"a": 1}})
+        changed = {"n": 1, "f": 1.0, "s": "2.0", "l": [1.0]}
+        assert provider.save(sid, changed, (), T0 + 1)
+        assert_same(self.live(provider, sid, T0 + 2).data, changed)
+
+    def test_empty_data(self, provider: Provider) -> None:
+        sid = self.create(provider, {})
+        assert_same(self.live(provider, sid, T0 + 1).data, {})
+        assert provider.save(sid, {"a": 1}, (), T0 + 2)
+        assert provider.save(sid, {}, ("a",), T0 + 3)
+        assert_same(self.live(provider, sid, T0 + 4).data, {})
+
+    def test_load_returns_a_copy(self, provider: Provider) -> None:
+        stored = {"list": [1, [2]], "dict": {"a": {"b": 1}}, "s": "x"}
+        sid = self.create(provider, {"list": [1, [2]], "dict": {"a": {"b": 1}}, "s": "x"})
+        first = self.live(provider, sid, T0 + 1).data
+        second = self.live(provider, sid, T0 + 2).data
+        first["list"].append(3)
+        first["list"][1].append(3)
+        first["dict"]["a"]["b"] = 2
+        first["dict"]["new"] = 1
+        first["s"] = "changed"
+        first["added"] = 1
+        assert_same(second, stored, "an earlier load's data after a later one was mutated")
+        assert_same(
+            self.live(provider, sid, T0 + 3).data,
+            stored,
+            "data after the caller mutated what load() returned (contract: Copies)",
+        )
+
+    # -- records -------------------------------------------------------------
+
+    def test_record_fields(self, provider: Provider) -> None:
+        sid = self.create(provider, {"a": 1}, T0, idle=1800.0, deadline=T0 + 7200, persistent=True)
+        record = self.live(provider, sid, T0 + 10.25)
+        assert record == Record({"a": 1}, T0, T0, 1800.0, T0 + 7200, True), (
+            "load() must return the record as created, with accessed = the previous access"
+        )
+        assert self.live(provider, sid, T0 + 20.5).accessed == T0 + 10.25, (
+            "load() is an access: the next load must report it as accessed"
+        )
+
+    def test_record_defaults(self, provider: Provider) -> None:
+        sid = new_sid()
+        provider.create(sid, {}, T0, idle=IDLE, deadline=None)
+        record = self.live(provider, sid, T0 + 1)
+        assert record == Record({}, T0, T0, IDLE, None, False)
+
+    def test_save_is_an_access(self, provider: Provider) -> None:
+        sid = self.create(provider)
+        assert provider.save(sid, {}, (), T0 + 30.75)
+        record = self.live(provider, sid, T0 + 40)
+        assert record.accessed == T0 + 30.75, "save() is an access: it sets accessed"
+        assert record.created == T0, "save() must keep created"
+
+    # -- expiry --------------------------------------------------------------
+
+    def test_idle_slides_on_load(self, provider: Provider) -> None:
+        sid = self.create(provider)
+        self.live(provider, sid, T0 + 99.75)
+        self.live(provider, sid, T0 + 199.5)
+        self.live(provider, sid, T0 + 299.25)
+        self.assert_dead(provider, sid, T0 + 399.25, "idle timeout passed since the last load")
+
+    def test_idle_slides_on_save(self, provider: Provider) -> None:
+        sid = self.create(provider)
+        assert provider.save(sid, {"a": 1}, (), T0 + 99.75)
+        assert provider.save(sid, {"a": 2}, (), T0 + 199.5)
+        assert self.live(provider, sid, T0 + 299.25).data == {"a": 2}
+
+    def test_exactly_at_expiry_is_dead(self, provider: Provider) -> None:
+        sid = self.create(provider)
+        self.assert_dead(provider, sid, T0 + IDLE, "now == accessed + idle means dead")
+
+    def test_just_before_expiry_is_live(self, provider: Provider) -> None:
+        sid = self.create(provider)
+        self.live(provider, sid, T0 + IDLE - 0.25)
+
+    def test_sessions_have_their_own_idle(self, provider: Provider) -> None:
+        short = self.create(provider, {"s": 1}, idle=10.0)
+        long = self.create(provider, {"l": 1}, idle=1000.0)
+        later = self.create(provider, {"m": 1}, T0 + 5, idle=50.0)
+        self.assert_dead(provider, short, T0 + 10, "a 10 s idle session after 10 s")
+        self.live(provider, later, T0 + 54.75)
+        self.live(provider, long, T0 + 999.75)
+        self.assert_dead(provider, later, T0 + 54.75 + 50, "a 50 s idle session after 50 s")
+
+    def test_deadline_caps_idle(self, provider: Provider) -> None:
+        sid = self.create(provider, idle=100.0, deadline=T0 + 150)
+        self.live(provider, sid, T0 + 90)
+        self.live(provider, sid, T0 + 149.75)
+        self.assert_dead(provider, sid, T0 + 150, "the deadline passed (idle would allow more)")
+
+    def test_deadline_before_idle_at_creation(self, provider: Provider) -> None:
+        sid = self.create(provider, idle=1000.0, deadline=T0 + 5)
+        self.live(provider, sid, T0 + 4.75)
+        self.assert_dead(provider, sid, T0 + 5, "the deadline passed")
+
+    def test_save_keeps_deadline(self, provider: Provider) -> None:
+        sid = self.create(provider, idle=100.0, deadline=T0 + 150)
+        assert provider.save(sid, {"a": 1}, (), T0 + 90, lifetime=(10_000.0, True))
+        record = self.live(provider, sid, T0 + 120)
+        assert (record.idle, record.persistent, record.deadline) == (10_000.0, True, T0 + 150)
+        self.assert_dead(provider, sid, T0 + 150, "a new lifetime must not move the deadline")
+
+    def test_lifetime_longer(self, provider: Provider) -> None:
+        sid = self.create(provider, idle=100.0)
+        assert provider.save(sid, {}, (), T0 + 10, lifetime=(1000.0, True))
+        record = self.live(provider, sid, T0 + 1009.75)
+        assert (record.idle, record.persistent) == (1000.0, True)
+        self.assert_dead(provider, sid, T0 + 1009.75 + 1000, "the new idle timeout passed")
+
+    def test_lifetime_shorter(self, provider: Provider) -> None:
+        sid = self.create(provider, idle=1000.0, persistent=True)
+        assert provider.save(sid, {}, (), T0 + 10, lifetime=(10.0, False))
+        self.assert_dead(provider, sid, T0 + 20, "the shorter idle timeout passed")
+
+    def test_lifetime_kept_when_not_given(self, provider: Provider) -> None:
+        sid = self.create(provider, idle=1000.0, persistent=True)
+        assert provider.save(sid, {"a": 1}, (), T0 + 10)
+        record = self.live(provider, sid, T0 + 20)
+        assert (record.idle, record.persistent) == (1000.0, True)
+
+    @pytest.mark.parametrize("at", [0.0, 0.25, 50.0], ids=["at-expiry", "after", "long-after"])
+    def test_dead_session_is_not_saved(self, provider: Provider, at: float) -> None:
+        sid = self.create(provider, {"a": 1}, user="dora")
+        now = T0 + IDLE + at
+        assert provider.save(sid, {"a": 2}, (), now) is False, (
+            "save() on a dead session must return False (contract: Expiry)"
+        )
+        assert provider.save(sid, {}, (), now, lifetime=(10_000.0, True)) is False
+        self.assert_dead(provider, sid, now + 1, "a save() on a dead session wrote it")
+        assert sid not in self.listed(provider, "dora", now + 1)
+
+    def test_dead_session_is_not_renamed(self, provider: Provider) -> None:
+        sid = self.create(provider, {"a": 1}, user="dora")
+        new = new_sid()
+        assert provider.rename(sid, new, T0 + IDLE) is False, (
+            "rename() of a dead session must return False"
+        )
+        self.assert_dead(provider, new, T0 + IDLE, "rename() of a dead session made the new id")
+        assert self.listed(provider, "dora", T0 + IDLE) == {}
+
+    def test_dead_session_is_not_listed(self, provider: Provider) -> None:
+        sid = self.create(provider, user="dora")
+        other = self.create(provider, user="dora", idle=1000.0)
+        assert set(self.listed(provider, "dora", T0 + IDLE)) == {other}, (
+            "sessions_of() must not list a dead session"
+        )
+        assert sid not in self.listed(provider, "dora", T0 + IDLE + 1)
+
+    # -- save ----------------------------------------------------------------
+
+    def test_save_changes_and_removes_keys(self, provider: Provider) -> None:
+        sid = self.create(provider, {"a": 1, "b": 2, "c": [3]})
+        assert provider.save(sid, {"a": 10, "d": 4}, ["b", "not there"], T0 + 1) is True
+        assert_same(self.live(provider, sid, T0 + 2).data, {"a": 10, "c": [3], "d": 4})
+
+    def test_save_nothing_is_an_access(self, provider: Provider) -> None:
+        sid = self.create(provider, {"a": 1})
+        assert provider.save(sid, {}, (), T0 + 90) is True
+        record = self.live(provider, sid, T0 + 180)
+        assert_same(record.data, {"a": 1})
+        assert record.accessed == T0 + 90
+
+    def test_save_unknown_session(self, provider: Provider) -> None:
+        sid = new_sid()
+        assert provider.save(sid, {"a": 1}, (), T0, lifetime=(100.0, True), user="eve") is False, (
+            "save() of an unknown id must return False (contract: No resurrection)"
+        )
+        self.assert_dead(provider, sid, T0 + 1, "save() of an unknown id created it")
+        assert self.listed(provider, "eve", T0 + 1) == {}
+        self.assert_count(provider, 0)
+
+    def test_save_after_destroy(self, provider: Provider) -> None:
+        sid = self.create(provider, {"a": 1}, user="eve")
+        provider.destroy(sid)
+        assert provider.save(sid, {"a": 2}, (), T0 + 1) is False, (
+            "save() after destroy() must return False (contract: No resurrection)"
+        )
+        self.assert_dead(provider, sid, T0 + 2, "save() after destroy() brought it back")
+        assert self.listed(provider, "eve", T0 + 2) == {}
+
+    # -- users ---------------------------------------------------------------
+
+    def test_sessions_of(self, provider: Provider) -> None:
+        one = self.create(provider, {"a": 1}, user="alice", idle=1000.0, persistent=True)
+        two = self.create(provider, {}, T0 + 5, user="alice", deadline=T0 + 500)
+        self.create(provider, {}, user="bob")
+        self.create(provider, {})
+        self.create(provider, {}, user="alice*")  # a pattern store must not match it
+        self.create(provider, {}, user="Alice")
+        self.live(provider, one, T0 + 20)
+        listed = self.listed(provider, "alice", T0 + 30)
+        assert set(listed) == {one, two}, "sessions_of() must list exactly the user's sessions"
+        expected = {
+            one: Record({"a": 1}, T0, T0 + 20, 1000.0, None, True),
+            two: Record({}, T0 + 5, T0 + 5, IDLE, T0 + 500, False),
+        }
+        for sid, record in listed.items():
+            want = expected[sid]
+            assert record.data in ({}, want.data), "sessions_of(): data is {} or the session's"
+            assert record._replace(data=want.data) == want, "sessions_of(): wrong record fields"
+        assert self.listed(provider, "nobody", T0 + 30) == {}
+
+    def test_sessions_of_is_not_an_access(self, provider: Provider) -> None:
+        sid = self.create(provider, user="alice")
+        assert set(self.listed(provider, "alice", T0 + 50)) == {sid}
+        assert self.live(provider, sid, T0 + 60).accessed == T0, (
+            "sessions_of() must not count as an access"
+        )
+        self.assert_dead(provider, sid, T0 + 60 + IDLE, "expired")
+
+    def test_non_ascii_user(self, provider: Provider) -> None:
+        sid = self.create(provider, user="ünï cødé:*?[]")
+        assert set(self.listed(provider, "ünï cødé:*?[]", T0 + 1)) == {sid}
+        assert self.listed(provider, "ünï cødé", T0 + 1) == {}
+
+    def test_user_changed_by_save(self, provider: Provider) -> None:
+        sid = self.create(provider, user="alice")
+        anonymous = self.create(provider)
+        assert provider.save(sid, {}, (), T0 + 1, user="bob")
+        assert provider.save(anonymous, {}, (), T0 + 1, user="bob")
+        assert self.listed(provider, "alice", T0 + 2) == {}, "the old user still lists it"
+        assert set(self.listed(provider, "bob", T0 + 2)) == {sid, anonymous}
+        assert provider.save(sid, {"a": 1}, (), T0 + 3)  # UNCHANGED
+        assert provider.save(anonymous, {}, (), T0 + 3, user=UNCHANGED)
+        assert set(self.listed(provider, "bob", T0 + 4)) == {sid, anonymous}, (
+            "save() without user= must keep the user"
+        )
+        assert provider.save(sid, {}, (), T0 + 5, user=None)
+        assert set(self.listed(provider, "bob", T0 + 6)) == {anonymous}, "user=None unlists it"
+        assert provider.save(sid, {}, (), T0 + 7, user="alice")
+        assert set(self.listed(provider, "alice", T0 + 8)) == {sid}
+
+    def test_sessions_of_after_destroy(self, provider: Provider) -> None:
+        sid = self.create(provider, user="alice")
+        other = self.create(provider, user="alice")
+        provider.destroy(sid)
+        assert set(self.listed(provider, "alice", T0 + 1)) == {other}
+
+    def test_sessions_of_after_rename(self, provider: Provider) -> None:
+        old = self.create(provider, {"a": 1}, user="alice")
+        new = new_sid()
+        assert provider.rename(old, new, T0 + 1)
+        assert set(self.listed(provider, "alice", T0 + 2)) == {new}, (
+            "sessions_of() must list a renamed session under its new id only"
+        )
+        assert provider.save(new, {}, (), T0 + 3, user="bob")
+        assert self.listed(provider, "alice", T0 + 4) == {}
+        assert set(self.listed(provider, "bob", T0 + 4)) == {new}
+
+    def test_sessions_of_after_expiry_and_gc(self, provider: Provider) -> None:
+        short = self.create(provider, user="alice", idle=10.0)
+        long = self.create(provider, user="alice", idle=1000.0)
+        assert set(self.listed(provider, "alice", T0 + 10)) == {long}
+        provider.gc(T0 + 10)
+        assert set(self.listed(provider, "alice", T0 + 11)) == {long}
+        self.assert_dead(provider, short, T0 + 11, "expired")
+
+    # -- rename --------------------------------------------------------------
+
+    def test_rename_moves_everything(self, provider: Provider) -> None:
+        old = self.create(provider, every_kind(), idle=1000.0, deadline=T0 + 5000, persistent=True)
+        self.live(provider, old, T0 + 10)
+        new = new_sid()
+        assert provider.rename(old, new, T0 + 20) is True
+        record = self.live(provider, new, T0 + 30)
+        assert_same(record.data, every_kind())
+        assert record._replace(data={}) == Record({}, T0, T0 + 10, 1000.0, T0 + 5000, True), (
+            "rename() must keep created, accessed (rename is not an access), idle, "
+            "deadline and persistent"
+        )
+
+    def test_rename_is_not_an_access(self, provider: Provider) -> None:
+        old = self.create(provider)
+        new = new_sid()
+        assert provider.rename(old, new, T0 + 50)
+        self.assert_dead(provider, new, T0 + IDLE, "rename() must keep accessed")
+
+    def test_old_id_is_dead_after_rename(self, provider: Provider) -> None:
+        old = self.create(provider, {"a": 1})
+        new = new_sid()
+        assert provider.rename(old, new, T0 + 1)
+        assert provider.save(old, {"b": 2}, (), T0 + 2) is False, (
+            "save() of a renamed-away id must return False"
+        )
+        assert provider.rename(old, new_sid(), T0 + 2) is False
+        self.assert_dead(provider, old, T0 + 3, "the old id is live after rename()")
+        assert_same(self.live(provider, new, T0 + 4).data, {"a": 1})
+        self.assert_count(provider, 1)
+
+    def test_rename_unknown(self, provider: Provider) -> None:
+        new = new_sid()
+        assert provider.rename(new_sid(), new, T0) is False
+        self.assert_dead(provider, new, T0, "rename() of an unknown id made the new id")
+        self.assert_count(provider, 0)
+
+    def test_rename_after_destroy(self, provider: Provider) -> None:
+        old = self.create(provider, {"a": 1}, user="alice")
+        provider.destroy(old)
+        new = new_sid()
+        assert provider.rename(old, new, T0 + 1) is False
+        self.assert_dead(provider, new, T0 + 1, "rename() after destroy() made the new id")
+        self.assert_dead(provider, old, T0 + 1, "rename() after destroy() brought it back")
+        assert self.listed(provider, "alice", T0 + 1) == {}
+
+    def test_rename_keeps_deadline(self, provider: Provider) -> None:
+        old = self.create(provider, idle=100.0, deadline=T0 + 120)
+        self.live(provider, old, T0 + 80)
+        new = new_sid()
+        assert provider.rename(old, new, T0 + 90)
+        self.live(provider, new, T0 + 119.75)
+        self.assert_dead(provider, new, T0 + 120, "rename() must keep the deadline")
+
+    # -- destroy -------------------------------------------------------------
+
+    def test_destroy(self, provider: Provider) -> None:
+        sid = self.create(provider, {"a": 1})
+        other = self.create(provider, {"b": 1})
+        provider.destroy(sid)
+        self.assert_dead(provider, sid, T0 + 1, "destroyed")
+        assert_same(self.live(provider, other, T0 + 1).data, {"b": 1})
+        self.assert_count(provider, 1)
+        provider.destroy(sid)  # twice
+        provider.destroy(new_sid())  # unknown
+        self.assert_count(provider, 1)
+
+    def test_load_unknown(self, provider: Provider) -> None:
+        sid = new_sid()
+        assert provider.load(sid, T0) is None
+        assert provider.save(sid, {}, (), T0) is False, "load() of an unknown id created it"
+        self.assert_count(provider, 0)
+
+    # -- count and gc --------------------------------------------------------
+
+    def test_count(self, provider: Provider) -> None:
+        self.assert_count(provider, 0)
+        sids = [self.create(provider, {"i": i}) for i in range(5)]
+        self.assert_count(provider, 5)
+        provider.destroy(sids[0])
+        assert provider.rename(sids[1], new_sid(), T0 + 1)
+        provider.save(new_sid(), {"a": 1}, (), T0 + 1)
+        self.assert_count(provider, 4)
+
+    def collect(self, provider: Provider, now: float) -> int:
+        """gc() until it finds nothing more (a store may work in batches)."""
+        total = 0
+        for _ in range(10_000):
+            removed = provider.gc(now)
+            assert type(removed) is int and removed >= 0, "gc() must return a count"
+            if not removed:
+                return total
+            total += removed
+        raise AssertionError("gc() kept finding dead sessions")
+
+    def check_gc(self, provider: Provider, now: float, dead: int, live: dict[str, Record]) -> None:
+        """Collect at ``now``: ``dead`` sessions go, the ``live`` ones stay as they are."""
+        removed = self.collect(provider, now)
+        if self.expires_by_itself or type(provider).gc is Provider.gc:
+            assert removed <= dead
+        else:
+            assert removed == dead, f"gc() removed {removed} sessions where {dead} were dead"
+            self.assert_count(provider, len(live))
+        for sid, record in live.items():
+            assert self.live(provider, sid, now) == record, "gc() changed a live session"
+
+    def test_gc(self, provider: Provider) -> None:
+        dead = [self.create(provider, {"i": i}, idle=10.0) for i in range(5)]
+        keep = {self.create(provider, {"i": i}, idle=1000.0): i for i in range(3)}
+        records = {sid: Record({"i": i}, T0, T0, 1000.0, None, False) for sid, i in keep.items()}
+        self.check_gc(provider, T0 + 10, len(dead), records)
+        for sid in dead:
+            self.assert_dead(provider, sid, T0 + 10, "collected")
+        assert self.collect(provider, T0 + 11) == 0
+
+    def test_gc_mixed_lifetimes(self, provider: Provider) -> None:
+        # A long-lived session first must not hide the short-lived ones
+        # behind it, whatever order the store sweeps in.
+        live: dict[str, Record] = {}
+        sid = self.create(provider, {"first": 1}, idle=10_000.0)
+        live[sid] = Record({"first": 1}, T0, T0, 10_000.0, None, False)
+        dead = 0
+        for i in range(30):
+            created = T0 + i
+            if i % 3 == 0:  # short idle: dead at T0 + 100
+                self.create(provider, {"i": i}, created, idle=10.0)
+                dead += 1
+            elif i % 3 == 1:  # long idle, but past its deadline
+                self.create(provider, {"i": i}, created, idle=10_000.0, deadline=T0 + 50)
+                dead += 1
+            else:  # long idle, deadline later: live
+                sid = self.create(provider, {"i": i}, created, idle=10_000.0, deadline=T0 + 500)
+                live[sid] = Record({"i": i}, created, created, 10_000.0, T0 + 500, False)
+        # Recently used, yet dead by its deadline; and an old one kept alive.
+        used = self.create(provider, {"used": 1}, T0, idle=10_000.0, deadline=T0 + 90)
+        self.live(provider, used, T0 + 80)
+        dead += 1
+        kept = self.create(provider, {"kept": 1}, T0, idle=20.0)
+        assert provider.save(kept, {}, (), T0 + 15, lifetime=(1000.0, False))
+        live[kept] = Record({"kept": 1}, T0, T0 + 15, 1000.0, None, False)
+        shortened = self.create(provider, {"shortened": 1}, T0, idle=10_000.0)
+        assert provider.save(shortened, {}, (), T0 + 1, lifetime=(10.0, False))
+        dead += 1
+        self.check_gc(provider, T0 + 100, dead, live)
+
+    # -- errors and close ----------------------------------------------------
+
+    @pytest.mark.parametrize(
+        "call",
+        ["create", "load", "save", "rename", "destroy", "sessions_of"],
+    )
+    def test_store_failure_is_provider_error(self, provider: Provider, call: str) -> None:
+        sid = self.create(provider, {"a": 1}, user="alice")
+        self.break_store(provider)
+        calls: dict[str, Callable[[], object]] = {
+            "create": lambda: provider.create(new_sid(), {"a": 1}, T0, idle=IDLE, deadline=None),
+            "load": lambda: provider.load(sid, T0 + 1),
+            "save": lambda: provider.save(sid, {"a": 2}, (), T0 + 1),
+            "rename": lambda: provider.rename(sid, new_sid(), T0 + 1),
+            "destroy": lambda: provider.destroy(sid),
+            "sessions_of": lambda: provider.sessions_of("alice", T0 + 1),
+        }
+        with pytest.raises(ProviderError) as info:
+            calls[call]()
+        assert info.value.__cause__ is not None, "ProviderError must chain the store's error"
+        assert sid not in str(info.value), "the storage key must stay out of error messages"
+
+    def test_close_twice(self, provider: Provider) -> None:
+        self.create(provider)
+        provider.close()
+        provider.close()
+
+    def test_close_unused(self) -> None:
+        provider = self.make_provider()
+        provider.close()
+        provider.close()
+
+    # -- threads -------------------------------------------------------------
+
+    def test_per_key_concurrent_writes(self, provider: Provider) -> None:
+        sid = self.create(provider, {"base": 0})
+        writes = 20
+
+        def writer(i: int) -> None:
+            for j in range(writes):
+                assert provider.save(sid, {f"t{i}": j, f"t{i}-{j}": j}, (), T0 + 1)
+
+        with fast_switching():
+            in_threads(*(lambda i=i: writer(i) for i in range(self.concurrency)))
+        expected: dict[str, Any] = {"base": 0}
+        for i in range(self.concurrency):
+            expected[f"t{i}"] = writes - 1
+            expected.update({f"t{i}-{j}": j for j in range(writes)})
+        assert_same(
+            self.live(provider, sid, T0 + 2).data,
+            expected,
+            "data after threads each wrote their own keys (contract: save keeps "
+            "every key it was not given as it is in the store now)",
+        )
+
+    def test_destroy_racing_save(self, provider: Provider) -> None:
+        op = self.op_time(provider)
+        with fast_switching():
+            for _ in range(self.race_rounds):
+                self.destroy_racing_save_once(provider, op)
+
+    def destroy_racing_save_once(self, provider: Provider, op: float) -> None:
+        sid = self.create(provider, {"base": 0}, user="racer")
+        now = T0 + 1
+
+        def saver(i: int) -> list[bool]:
+            results: list[bool] = []
+            for j in range(200):  # until a few saves have failed
+                results.append(provider.save(sid, {f"k{i}": j}, (), now))
+                if results.count(False) == 3:
+                    break
+            return results
+
+        def destroyer() -> Record | None:
+            pause(random.uniform(0, 4 * op))
+            provider.destroy(sid)
+            return provider.load(sid, now)
+
+        after, *saves = in_threads(destroyer, *(lambda i=i: saver(i) for i in range(2)))
+        assert after is None, "load() right after destroy() returned the session"
+        for results in saves:
+            assert results == sorted(results, reverse=True), (
+                "save() returned True after it had returned False: destroy() raced "
+                "save() and the session came back (contract: No resurrection)"
+            )
+        assert provider.load(sid, now) is None, (
+            "destroy() raced save() and the session came back (contract: No resurrection)"
+        )
+        assert provider.save(sid, {}, (), now) is False
+        assert sid not in self.listed(provider, "racer", now)
+
+    def test_destroy_racing_rename(self, provider: Provider) -> None:
+        op = self.op_time(provider)
+        with fast_switching():
+            for _ in range(self.race_rounds):
+                self.destroy_racing_rename_once(provider, op)
+
+    def destroy_racing_rename_once(self, provider: Provider, op: float) -> None:
+        old = self.create(provider, {"a": 1}, user="racer")
+        new = new_sid()
+        now = T0 + 1
+        renamed_yet = threading.Event()
+
+        def renamer() -> bool:
+            pause(random.uniform(0, 2 * op))
+            try:
+                return provider.rename(old, new, now)
+            finally:
+                renamed_yet.set()
+
+        def destroyer() -> bool:
+            pause(random.uniform(0, 2 * op))
+            provider.destroy(old)
+            # Whether the new id was ever not live once the destroy had
+            # returned: then the rename had not happened, and must fail.
+            missed = False
+            while True:
+                finished = renamed_yet.is_set()
+                missed = missed or provider.load(new, now) is None
+                if finished:
+                    return missed
+
+        renamed, missed = in_threads(renamer, destroyer)
+        assert provider.load(old, now) is None, "destroy() raced rename() and the old id lives"
+        after = provider.load(new, now)
+        if renamed:
+            assert after is not None, "rename() returned True but the new id is not live"
+            assert_same(after.data, {"a": 1})
+        else:
+            assert after is None, (
+                "rename() returned False but the new id is live: a destroy() that "
+                "raced the copy must win (contract: Atomicity)"
+            )
+        if missed:
+            assert after is None, (
+                "the new id became live after destroy() of the old one had returned: "
+                "a destroyed session came back (contract: No resurrection)"
+            )
+        provider.destroy(new)
+        assert self.listed(provider, "racer", now) == {}
+
+    def test_save_racing_rename(self, provider: Provider) -> None:
+        op = self.op_time(provider)
+        with fast_switching():
+            for _ in range(self.race_rounds):
+                self.save_racing_rename_once(provider, op)
+
+    def save_racing_rename_once(self, provider: Provider, op: float) -> None:
+        old = self.create(provider, {"a": 1})
+        new = new_sid()
+        now = T0 + 1
+
+        def saver() -> bool:
+            pause(random.uniform(0, 2 * op))
+            return provider.save(old, {"b": 2}, (), now)
+
+        def renamer() -> bool:
+            pause(random.uniform(0, 2 * op))
+            return provider.rename(old, new, now)
+
+        saved, renamed = in_threads(saver, renamer)
+        assert renamed, "rename() of a live session failed"
+        data = self.live(provider, new, now).data
+        if saved:
+            assert data == {"a": 1, "b": 2}, (
+                "save() returned True but its write is lost: it raced rename() "
+                "(contract: Atomicity - rename is all or nothing)"
+            )
+        else:
+            assert data == {"a": 1}, "save() returned False but wrote"
+        self.assert_dead(provider, old, now, "the old id is live after rename()")
+        provider.destroy(new)
+
+    @staticmethod
+    def op_time(provider: Provider) -> float:
+        """Roughly how long one call takes: the races spread their starts over it."""
+        sid = new_sid()
+        times = []
+        for _ in range(5):
+            start = time.perf_counter()
+            provider.load(sid, T0)
+            times.append(time.perf_counter() - start)
+        return sorted(times)[2]
+
+    def test_threads_create_and_load(self, provider: Provider) -> None:
+        per_thread = 20
+
+        def worker(i: int) -> list[str]:
+            sids = [
+                self.create(provider, {"i": i, "j": j}, user=f"u{i}") for j in range(per_thread)
+            ]
+            for j, sid in enumerate(sids):
+                assert self.live(provider, sid, T0 + 1).data == {"i": i, "j": j}
+            return sids
+
+        with fast_switching():
+            made = in_threads(*(lambda i=i: worker(i) for i in range(self.concurrency)))
+        for i, sids in enumerate(made):
+            assert set(self.listed(provider, f"u{i}", T0 + 2)) == set(sids)
+        self.assert_count(provider, per_thread * self.concurrency)
+
+    def test_gc_racing_writes(self, provider: Provider) -> None:
+        live = [self.create(provider, {"n": 0}, idle=1000.0) for _ in range(self.concurrency)]
+        dead = [self.create(provider, {}, idle=10.0) for _ in range(50)]
+        now = T0 + 20
+        removed: list[int] = []
+
+        def writer(sid: str) -> None:
+            for n in range(1, 21):
+                assert provider.save(sid, {"n": n}, (), now), "gc() removed a live session"
+
+        def collector() -> None:
+            for _ in range(20):
+                removed.append(provider.gc(now))
+
+        with fast_switching():
+            in_threads(collector, *(lambda sid=sid: writer(sid) for sid in live))
+        removed.append(self.collect(provider, now))
+        for sid in live:
+            assert self.live(provider, sid, now).data == {"n": 20}
+        for sid in dead:
+            self.assert_dead(provider, sid, now, "expired")
+        if not (self.expires_by_itself or type(provider).gc is Provider.gc):
+            assert sum(removed) == len(dead), "gc() miscounted under concurrent writes"
