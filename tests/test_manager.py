@@ -274,7 +274,7 @@ def test_hash_ids_keys_the_store_by_a_digest(clock) -> None:
     plain = Manager(clock=clock, gc_interval=None, hash_ids=False)
     for m in (hashed, plain):
         sid = m.create({"a": 1})
-        keys = list(m.provider._s)  # the raw store
+        keys = [*m.provider._probation, *m.provider._protected]  # the raw store
         assert (sid in keys) is (m is plain)
         assert m.load(sid).data == {"a": 1}
         # a key read from a dump of the store is no use as a cookie
