@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from security_support import CountingProvider, call, environ_for
 
-from wsgi_session import SessionMiddleware, get_session
+from wsgi_session import SessionError, SessionMiddleware, get_session
 from wsgi_session.cookies import MAX_CANDIDATES
 from wsgi_session.ids import is_valid_id
 
@@ -95,7 +95,13 @@ def fuzz_app(environ: dict[str, Any], start_response: Any) -> Any:
         list(session.items())
     elif action == "write":
         session["path"] = path
-        session[path or "empty"] = len(path)
+        # A NUL cannot be in a key (no store could hold it): refused at once.
+        key = path or "empty"
+        try:
+            session[key] = len(path)
+        except ValueError:
+            assert "\x00" in key
+            session[key.replace("\x00", "NUL")] = len(path)
     elif action == "regenerate":
         session.regenerate()
         session["user"] = "someone"
@@ -108,7 +114,10 @@ def fuzz_app(environ: dict[str, Any], start_response: Any) -> Any:
 
         def body() -> Any:
             yield b"a"
-            session["late"] = path  # after the headers went out
+            try:
+                session["late"] = path  # after the headers went out
+            except SessionError:
+                assert session.new  # only a new session cannot be written now
             yield b"b"
 
         start_response("200 OK", headers)
