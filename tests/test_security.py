@@ -160,7 +160,7 @@ def test_gc_removes_busy_sessions_past_their_absolute_lifetime() -> None:
     clock[0] += 2  # 101 s
     assert manager.gc() == 5
     assert len(provider) == 1
-    assert manager.load(fresh) == {"u": "fresh"}
+    assert manager.load(fresh).data == {"u": "fresh"}
     manager.close()
 
 

@@ -11,6 +11,13 @@ import pytest
 from wsgi_session.sweeper import Sweeper
 
 
+class Owner:
+    """What a Sweeper sweeps: anything with gc() (held weakly by the sweeper)."""
+
+    def __init__(self, sweep) -> None:
+        self.gc = sweep
+
+
 def wait_for(condition, timeout: float = 2.0) -> bool:
     deadline = time.monotonic() + timeout
     while not condition():
@@ -22,7 +29,8 @@ def wait_for(condition, timeout: float = 2.0) -> bool:
 
 def test_sweeps_repeatedly_on_a_daemon_thread() -> None:
     calls: list[str] = []
-    s = Sweeper(lambda: calls.append(threading.current_thread().name) or 0, 0.01)
+    owner = Owner(lambda: calls.append(threading.current_thread().name) or 0)
+    s = Sweeper(owner, 0.01)
     s.start()
     try:
         assert wait_for(lambda: s.sweeps >= 3)
@@ -36,7 +44,8 @@ def test_sweeps_repeatedly_on_a_daemon_thread() -> None:
 def test_interval_is_in_seconds() -> None:
     # The seed scheduled its GC with time.Duration(maxlifetime): nanoseconds,
     # so "every 3600" meant a sweep every 3.6 µs. Here 60 means a minute.
-    s = Sweeper(lambda: 0, 60)
+    owner = Owner(lambda: 0)
+    s = Sweeper(owner, 60)
     s.start()
     try:
         time.sleep(0.2)
@@ -46,7 +55,8 @@ def test_interval_is_in_seconds() -> None:
 
 
 def test_stop_is_immediate_and_idempotent() -> None:
-    s = Sweeper(lambda: 0, 3600)
+    owner = Owner(lambda: 0)
+    s = Sweeper(owner, 3600)
     s.start()
     started = time.monotonic()
     s.stop()
@@ -67,7 +77,8 @@ def test_a_failing_sweep_is_logged_and_the_thread_lives_on(
             raise RuntimeError("store hiccup")
         return 5
 
-    s = Sweeper(sweep, 0.01)
+    owner = Owner(sweep)
+    s = Sweeper(owner, 0.01)
     with caplog.at_level(logging.DEBUG, logger="wsgi_session"):
         s.start()
         try:
