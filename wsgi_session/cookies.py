@@ -39,6 +39,16 @@ def _check_bool(option: str, value: object) -> bool:
 class SessionCookie:
     """Validated cookie options and the two Set-Cookie headers they produce.
 
+    ``name=None`` picks the safest name the other options allow:
+    ``__Host-session_id`` for a secure cookie without a domain on path "/",
+    ``__Secure-session_id`` for another secure cookie, else ``session_id``.
+    The prefixes make browsers refuse the cookie from anywhere but this
+    site over HTTPS, so a sibling subdomain or a plain-HTTP attacker cannot
+    plant (toss) an id. A prefixed name is refused without the attributes
+    its prefix requires, since browsers would drop every such cookie.
+    ``max_age`` is the default Max-Age of :meth:`set_header` (None: a
+    browser-session cookie).
+
     With ``secret`` (a str or bytes, or a list of them, newest first) the
     cookie carries ``id.signature``: an HMAC-SHA256 of the id under the first
     secret. Forged or tampered values are refused without touching the store;
@@ -60,7 +70,7 @@ class SessionCookie:
 
     def __init__(
         self,
-        name: str = "session_id",
+        name: str | None = None,
         *,
         path: str = "/",
         domain: str | None = None,
@@ -71,9 +81,9 @@ class SessionCookie:
         partitioned: bool = False,
         secret: str | bytes | Sequence[str | bytes] | None = None,
     ) -> None:
-        if type(name) is not str:
-            raise TypeError(f"cookie_name must be a str, not {name!r}")
-        if not _TOKEN.fullmatch(name):
+        if name is not None and type(name) is not str:
+            raise TypeError(f"cookie_name must be a str or None, not {name!r}")
+        if name is not None and not _TOKEN.fullmatch(name):
             raise ValueError(f"cookie_name {name!r} must be a non-empty RFC 6265 token")
         if type(path) is not str:
             raise TypeError(f"cookie_path must be a str, not {path!r}")
@@ -111,6 +121,7 @@ class SessionCookie:
             if max_age <= 0:
                 raise ValueError(f"cookie_max_age must be positive, not {max_age}")
         self._secrets = _check_secrets(secret)
+        name = _prefixed_name(name, secure=secure, domain=domain, path=path)
 
         attrs = f"; Path={path}"
         if domain is not None:
@@ -206,6 +217,26 @@ class SessionCookie:
             if hmac.compare_digest(_sign(secret, sid), signature):
                 return sid
         return None
+
+
+def _prefixed_name(name: str | None, *, secure: bool, domain: str | None, path: str) -> str:
+    """``name``, or the default one; a cookie-name prefix (RFC 6265bis, which
+    browsers match case-insensitively) checked against the other options."""
+    host_only = secure and domain is None and path == "/"
+    if name is None:
+        return "__Host-session_id" if host_only else "__Secure-session_id" if secure else "session_id"
+    folded = name.lower()
+    if folded.startswith("__host-") and not host_only:
+        raise ValueError(
+            f"cookie_name {name!r}: browsers drop a __Host- cookie unless secure=True, "
+            f"cookie_domain=None and cookie_path='/' (got secure={secure}, "
+            f"cookie_domain={domain!r}, cookie_path={path!r})"
+        )
+    if folded.startswith("__secure-") and not secure:
+        raise ValueError(
+            f"cookie_name {name!r}: browsers drop a __Secure- cookie unless secure=True"
+        )
+    return name
 
 
 def _sign(secret: bytes, sid: str) -> str:

@@ -472,7 +472,12 @@ class Session(MutableMapping[str, Any]):
         self._seen = None
 
 
-def get_session(environ: Mapping[str, Any], key: str = "wsgi_session.session") -> Session:
+#: Where SessionMiddleware puts the session by default. PEP 3333 wants a
+#: dot in every environ key whose value is not a str.
+ENVIRON_KEY = "wsgi_session.session"
+
+
+def get_session(environ: Mapping[str, Any], key: str = ENVIRON_KEY) -> Session:
     """The request's session; a clear error if no SessionMiddleware wraps the app."""
     session = environ.get(key)
     if not isinstance(session, Session):
