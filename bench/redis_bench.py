@@ -92,7 +92,7 @@ def wsgi_session_app(url: str) -> Any:
     from wsgi_session import SessionMiddleware
 
     return SessionMiddleware(
-        make_app("wsgi_session", lambda s: None),
+        make_app("wsgi_session.session", lambda s: None),
         provider="redis",
         provider_options={"url": url},
         max_lifetime=LIFETIME,

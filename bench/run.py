@@ -34,7 +34,7 @@ from typing import Any
 HERE = os.path.dirname(os.path.abspath(__file__))
 COOKIE = "session_id"
 BEAKER_KEY = "beaker.session"
-WS_KEY = "wsgi_session"
+WS_KEY = "wsgi_session.session"
 
 # -- the apps ------------------------------------------------------------------
 

@@ -4,7 +4,7 @@
     cd examples && gunicorn --threads 8 django_app:app
 
 No database and no django.contrib.sessions: the session comes from the
-middleware around Django's WSGI handler, in ``request.META["wsgi_session"]``.
+middleware around Django's WSGI handler, in ``request.META["wsgi_session.session"]``.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ PAGE = """<!doctype html><title>Django + wsgi_session</title>
 
 @require_GET
 def index(request: HttpRequest) -> HttpResponse:
-    session = request.META["wsgi_session"]  # or get_session(request.META)
+    session = get_session(request.META)
     session["visits"] = session.get("visits", 0) + 1
     user = session.get("user")
     who = f"Logged in as {html.escape(user)}" if user else "Not logged in"

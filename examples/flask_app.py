@@ -24,7 +24,7 @@ PAGE = """<!doctype html><title>Flask + wsgi_session</title>
 
 @app.get("/")
 def index() -> str:
-    session = request.environ["wsgi_session"]  # or get_session(request.environ)
+    session = get_session(request.environ)
     session["visits"] = session.get("visits", 0) + 1
     user = session.get("user")
     who = f"Logged in as {escape(user)}" if user else "Not logged in"

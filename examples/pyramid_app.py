@@ -27,7 +27,7 @@ PAGE = """<!doctype html><title>Pyramid + wsgi_session</title>
 
 
 def index(request: Request) -> Response:
-    session = request.environ["wsgi_session"]  # or get_session(request.environ)
+    session = get_session(request.environ)
     session["visits"] = session.get("visits", 0) + 1
     user = session.get("user")
     who = f"Logged in as {html.escape(user)}" if user else "Not logged in"

@@ -151,7 +151,7 @@ def test_good_options_are_accepted(options: dict[str, Any]) -> None:
 
 def test_cookie_attributes_follow_the_options() -> None:
     def writer(environ: dict[str, Any], start_response: Any) -> list[bytes]:
-        environ["wsgi_session"]["k"] = 1
+        environ["wsgi_session.session"]["k"] = 1
         start_response("200 OK", [])
         return []
 

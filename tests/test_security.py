@@ -91,7 +91,7 @@ def test_login_on_a_brand_new_session_issues_a_fresh_id(make_app: Any) -> None:
 
 def test_ten_thousand_session_ids_are_distinct_and_256_bits() -> None:
     def writer(environ: dict[str, Any], start_response: Any) -> list[bytes]:
-        environ["wsgi_session"]["k"] = 1
+        environ["wsgi_session.session"]["k"] = 1
         start_response("200 OK", [])
         return []
 

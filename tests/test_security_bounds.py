@@ -13,14 +13,14 @@ from wsgi_session.providers.memory import MemoryProvider
 
 
 def reader(environ: dict[str, Any], start_response: Any) -> list[bytes]:
-    session = environ["wsgi_session"]
+    session = environ["wsgi_session.session"]
     body = repr(session.get("n")).encode()  # reads, so the cookie is parsed
     start_response("200 OK", [("Content-Type", "text/plain")])
     return [body]
 
 
 def writer(environ: dict[str, Any], start_response: Any) -> list[bytes]:
-    session = environ["wsgi_session"]
+    session = environ["wsgi_session.session"]
     session["n"] = session.get("n", 0) + 1
     body = repr(session["n"]).encode()
     start_response("200 OK", [("Content-Type", "text/plain")])

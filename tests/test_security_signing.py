@@ -21,7 +21,7 @@ NEW = "new-secret-fedcba9876543210"
 
 
 def counter(environ: dict[str, Any], start_response: Any) -> list[bytes]:
-    session = environ["wsgi_session"]
+    session = environ["wsgi_session.session"]
     session["n"] = session.get("n", 0) + 1
     start_response("200 OK", [("Content-Type", "text/plain")])
     return [str(session["n"]).encode()]

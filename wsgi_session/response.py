@@ -162,14 +162,16 @@ class _Body:
 
     The headers go out just before its first chunk (or at its end, if it
     has none); after that chunk the server iterates the app's own iterator
-    at no cost per chunk. :meth:`close` closes the app's iterable, then saves.
+    at no cost per chunk. :meth:`close` closes the app's iterable, then saves;
+    once, however often a server calls it (wsgiref does twice after an error).
     """
 
-    __slots__ = ("_response", "_result")
+    __slots__ = ("_response", "_result", "_closed")
 
     def __init__(self, response: Response, result: Iterable[bytes]) -> None:
         self._response = response
         self._result = result
+        self._closed = False
 
     def __iter__(self) -> Iterator[bytes]:
         iterator = iter(self._result)
@@ -183,6 +185,9 @@ class _Body:
         self._response.send_headers()
 
     def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
         try:
             _close(self._result)
         finally:
