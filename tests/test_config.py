@@ -66,6 +66,23 @@ BAD: list[tuple[str, dict[str, Any], type[Exception], str]] = [
     ("cookie_name-quote", {"cookie_name": 'a"b'}, ValueError, "cookie_name"),
     ("cookie_name-non-ascii", {"cookie_name": "sessi\xf6n"}, ValueError, "cookie_name"),
     ("cookie_name-bytes", {"cookie_name": b"sid"}, TypeError, "cookie_name"),
+    # cookie-name prefixes without the attributes browsers require for them
+    ("host-prefix-insecure", {"cookie_name": "__Host-sid"}, ValueError, "cookie_name"),
+    ("host-prefix-lowercase", {"cookie_name": "__host-sid"}, ValueError, "cookie_name"),
+    (
+        "host-prefix-domain",
+        {"cookie_name": "__Host-sid", "secure": True, "cookie_domain": "example.com"},
+        ValueError,
+        "cookie_name",
+    ),
+    (
+        "host-prefix-path",
+        {"cookie_name": "__Host-sid", "secure": True, "cookie_path": "/app"},
+        ValueError,
+        "cookie_name",
+    ),
+    ("secure-prefix-insecure", {"cookie_name": "__Secure-sid"}, ValueError, "cookie_name"),
+    ("secure-prefix-uppercase", {"cookie_name": "__SECURE-sid"}, ValueError, "cookie_name"),
     # paths
     ("cookie_path-empty", {"cookie_path": ""}, ValueError, "cookie_path"),
     ("cookie_path-relative", {"cookie_path": "app"}, ValueError, "cookie_path"),
@@ -133,7 +150,12 @@ GOOD: list[tuple[str, dict[str, Any]]] = [
     ("domain-with-dot", {"cookie_domain": ".example.com"}),
     ("domain-localhost", {"cookie_domain": "localhost"}),
     ("nested-path", {"cookie_path": "/app/v1"}),
-    ("token-name", {"cookie_name": "__Host-sid"}),
+    ("host-prefix", {"cookie_name": "__Host-sid", "secure": True}),
+    (
+        "secure-prefix-domain-path",
+        {"cookie_name": "__Secure-sid", "secure": True, "cookie_domain": "example.com",
+         "cookie_path": "/app"},
+    ),
     ("secret-rotation", {"secret": [GOOD_SECRET, b"b" * 16]}),
     ("float-lifetimes", {"max_lifetime": 0.5, "absolute_lifetime": 7200.0}),
     ("no-gc", {"gc_interval": 0}),
@@ -177,6 +199,34 @@ def test_cookie_attributes_follow_the_options() -> None:
     }
 
 
+@pytest.mark.parametrize(
+    ("options", "name"),
+    [
+        ({}, "session_id"),
+        ({"secure": True}, "__Host-session_id"),
+        ({"secure": True, "cookie_domain": "example.com"}, "__Secure-session_id"),
+        ({"secure": True, "cookie_path": "/app"}, "__Secure-session_id"),
+        ({"cookie_domain": "example.com"}, "session_id"),
+        ({"secure": True, "cookie_name": "sid"}, "sid"),
+    ],
+    ids=["plain", "secure", "secure-domain", "secure-path", "domain", "named"],
+)
+def test_the_default_cookie_name_is_the_safest_the_options_allow(
+    options: dict[str, Any], name: str
+) -> None:
+    def writer(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        environ["wsgi_session.session"]["k"] = 1
+        start_response("200 OK", [])
+        return []
+
+    path = options.get("cookie_path", "/")
+    with SessionMiddleware(writer, gc_interval=None, **options) as mw:
+        sid = call(mw, environ_for(path)).cookie_value(name)
+        assert sid  # and the name reads it back: the same session
+        assert call(mw, environ_for(path, f"{name}={sid}")).cookie_value(name) is None
+    assert mw.cookie.name == name
+
+
 def test_a_refused_option_builds_no_provider() -> None:
     """Options are checked before the provider is made: nothing to leak."""
     built: list[object] = []
@@ -204,7 +254,7 @@ def _as_ini(options: dict[str, Any]) -> dict[str, str] | None:
             text = str(value)
             if text != text.strip():
                 return None  # an .ini file cannot carry surrounding whitespace
-            if text == "" and key in ("samesite", "cookie_domain", "secret"):
+            if text == "" and key in ("samesite", "cookie_domain", "secret", "cookie_name"):
                 return None  # in an .ini file, empty means None for these
             out[key] = text
         else:

@@ -13,7 +13,15 @@ from wsgi_session.ids import new_id
 def test_default_headers() -> None:
     c = SessionCookie()
     sid = new_id()
-    assert c.set_header(sid) == ("Set-Cookie", f"session_id={sid}; Path=/; HttpOnly; SameSite=Lax")
+    assert c.name == "session_id" and c.max_age is None
+    assert c.set_header(sid, None) == (
+        "Set-Cookie",
+        f"session_id={sid}; Path=/; HttpOnly; SameSite=Lax",
+    )
+    assert c.set_header(sid, 90) == (
+        "Set-Cookie",
+        f"session_id={sid}; Max-Age=90; Path=/; HttpOnly; SameSite=Lax",
+    )
     assert c.delete_header == (
         "Set-Cookie",
         "session_id=; Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT"
@@ -32,7 +40,8 @@ def test_every_attribute() -> None:
         max_age=60,
         partitioned=True,
     )
-    _, value = c.set_header("X" * 43)
+    assert c.max_age == 60  # the default the session passes back per call
+    _, value = c.set_header("X" * 43, c.max_age)
     assert (
         value
         == "s="
@@ -70,6 +79,10 @@ def test_every_attribute() -> None:
         ({"secret": "short"}, ValueError, "secret"),
         ({"secret": []}, TypeError, "secret"),
         ({"secret": [b"x" * 32, 5]}, TypeError, "secret"),
+        ({"name": "__Host-s"}, ValueError, "cookie_name"),
+        ({"name": "__HOST-s", "secure": True, "path": "/a"}, ValueError, "cookie_name"),
+        ({"name": "__Host-s", "secure": True, "domain": "a.example"}, ValueError, "cookie_name"),
+        ({"name": "__secure-s"}, ValueError, "cookie_name"),
     ],
     ids=lambda v: repr(v)[:50] if not isinstance(v, type) else v.__name__,
 )
@@ -97,7 +110,7 @@ def test_signed_cookies_refuse_forgeries_and_rotate() -> None:
     old_secret, new_secret = "o" * 32, "n" * 32
     old = SessionCookie(secret=old_secret)
     sid = new_id()
-    old_value = old.set_header(sid)[1].split(";")[0].split("=", 1)[1]
+    old_value = old.set_header(sid, None)[1].split(";")[0].split("=", 1)[1]
     assert old_value.startswith(sid + ".")
     assert old.ids(f"session_id={old_value}") == [sid]
     assert old.ids(f"session_id={sid}") == []  # unsigned: refused
@@ -108,6 +121,32 @@ def test_signed_cookies_refuse_forgeries_and_rotate() -> None:
     assert old.ids(f"session_id={tampered}") == []
     rotated = SessionCookie(secret=[new_secret, old_secret])
     assert rotated.ids(f"session_id={old_value}") == [sid]  # the old secret still verifies
-    new_value = rotated.set_header(sid)[1].split(";")[0].split("=", 1)[1]
+    new_value = rotated.set_header(sid, None)[1].split(";")[0].split("=", 1)[1]
     assert new_value != old_value  # new cookies use the newest secret
     assert SessionCookie(secret=new_secret).ids(f"session_id={new_value}") == [sid]
+
+
+@pytest.mark.parametrize(
+    ("options", "name"),
+    [
+        ({}, "session_id"),
+        ({"secure": True}, "__Host-session_id"),
+        ({"secure": True, "domain": "example.com"}, "__Secure-session_id"),
+        ({"secure": True, "path": "/app"}, "__Secure-session_id"),
+        ({"path": "/app"}, "session_id"),
+    ],
+    ids=["plain", "secure", "secure-domain", "secure-path", "path"],
+)
+def test_the_default_name_is_the_safest_the_attributes_allow(
+    options: dict[str, Any], name: str
+) -> None:
+    c = SessionCookie(**options)
+    sid = new_id()
+    assert c.name == name
+    assert c.set_header(sid, None)[1].startswith(f"{name}={sid};")
+    assert c.ids(f"{name}={sid}") == [sid]
+
+
+def test_prefixed_names_with_their_attributes_are_accepted() -> None:
+    assert SessionCookie("__Host-s", secure=True).name == "__Host-s"
+    assert SessionCookie("__Secure-s", secure=True, domain="example.com", path="/a").name

@@ -315,22 +315,6 @@ def test_streaming_writes_to_an_existing_session_are_kept(make_app) -> None:
     assert mw.manager.load(sid) == {"n": 1, "chunk0": 0, "chunk1": 1, "chunk2": 2}
 
 
-def test_new_session_first_written_while_streaming_warns_and_stores_nothing(
-    make_app, caplog: pytest.LogCaptureFixture
-) -> None:
-    def app(environ: dict[str, Any], start_response: Any) -> Iterator[bytes]:
-        start_response("200 OK", [("Content-Type", "text/plain")])
-        yield b"headers are out"
-        get_session(environ)["too"] = "late"
-
-    mw, client = make_app(app=app)
-    with caplog.at_level(logging.WARNING, logger="wsgi_session"):
-        r = client.get("/")
-    assert cookie_of(r) is None
-    assert len(mw.manager.provider) == 0
-    assert "after the response headers were sent" in caplog.text
-
-
 class Boom(Exception):
     pass
 

@@ -36,6 +36,8 @@ NEW_SECRET = "the-newest-secret-signs-cookies"
         ("provider_options", "", None),
         ("provider_options", "none", None),
         ("cookie_name", "sid", "sid"),
+        ("cookie_name", "none", None),
+        ("cookie_name", "", None),
         ("max_lifetime", "1800", 1800.0),
         ("max_lifetime", "0.5", 0.5),
         ("absolute_lifetime", "43200", 43200.0),
@@ -67,6 +69,12 @@ NEW_SECRET = "the-newest-secret-signs-cookies"
         ("secret", "", None),
         ("secret", "none", None),
         ("environ_key", "my.session", "my.session"),
+        ("hash_ids", "false", False),
+        ("hash_ids", "yes", True),
+        ("user_key", "user_id", "user_id"),
+        ("user_key", "none", None),
+        ("max_session_bytes", "4096", 4096),
+        ("max_session_bytes", "", None),
     ],
     ids=lambda v: repr(v) if isinstance(v, str) else None,
 )
@@ -101,6 +109,8 @@ def test_values_that_are_not_strings_are_kept() -> None:
         ("gc_interval", "often"),
         ("cookie_max_age", "1.5"),
         ("cookie_max_age", "a day"),
+        ("hash_ids", "sometimes"),
+        ("max_session_bytes", "4 KB"),
         ("provider_options", "{not json"),
         ("provider_options", "[1, 2]"),
         ("provider_options", '"url"'),
@@ -128,6 +138,7 @@ def test_unknown_options_are_refused_with_the_known_ones() -> None:
         ({"samesite": "sometimes"}, "samesite"),
         ({"cookie_max_age": "0"}, "cookie_max_age"),
         ({"cookie_name": "has space"}, "cookie_name"),
+        ({"cookie_name": "__Host-sid"}, "cookie_name"),  # __Host- needs secure
         ({"secret": "short"}, "secret"),
         ({"provider": "nosuch"}, "provider"),
         ({"provider_options": '{"max_sessions": 0}'}, "max_sessions"),
@@ -188,7 +199,10 @@ def test_loadfilter_reads_every_kind_of_option(
                  {OLD_SECRET}
         provider = memory
         provider_options = {{"max_sessions": 50}}
-        environ_key = wsgi_session
+        environ_key = wsgi_session.session
+        hash_ids = true
+        user_key = none
+        max_session_bytes = 65536
         """,
     )
     mw = loadwsgi.loadfilter(uri, name="session")(counter_app)
@@ -200,13 +214,14 @@ def test_loadfilter_reads_every_kind_of_option(
     assert mw.manager.provider.max_sessions == 50  # type: ignore[attr-defined]
 
     sid = new_id()
-    _, header = mw.cookie.set_header(sid)
+    assert mw.cookie.max_age == 600
+    _, header = mw.cookie.set_header(sid, mw.cookie.max_age)
     value, _, attributes = header.partition("; ")
     assert value.startswith(f"sid={sid}.")  # signed with the newest secret
     for attribute in ("Max-Age=600", "Domain=example.com", "Secure", "HttpOnly", "SameSite=Strict"):
         assert attribute in attributes.split("; ")
     # A cookie signed with the older secret is still accepted: rotation works.
-    _, old = SessionCookie("sid", secret=OLD_SECRET).set_header(sid)
+    _, old = SessionCookie("sid", secret=OLD_SECRET).set_header(sid, None)
     assert mw.cookie.ids(old.partition(";")[0]) == [sid]
 
     # The cookie is Secure and for example.com: browse there, over HTTPS.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import secrets
 import threading
 import time
 from collections.abc import Callable
@@ -11,7 +12,7 @@ from typing import Any
 import pytest
 from security_support import FlakyProvider, Response, call, environ_for
 
-from wsgi_session import Manager, ProviderError, SessionMiddleware, get_session
+from wsgi_session import Manager, ProviderError, SessionError, SessionMiddleware, get_session
 from wsgi_session.ids import new_id
 from wsgi_session.providers.memory import MemoryProvider
 
@@ -150,7 +151,9 @@ def test_no_id_and_no_value_is_ever_logged(caplog: pytest.LogCaptureFixture) -> 
     """Every record ``wsgi_session`` emits over a whole life, errors included,
     formatted with its traceback, holds no session id and no session value."""
     caplog.set_level(logging.DEBUG, logger=LOGGER)
-    marker = "value-" + new_id()  # made at run time: no source line shows it
+    # Made at run time (no source line shows it), and not shaped like an id,
+    # which the log filter would hide anyway.
+    marker = "value-" + secrets.token_hex(8)
     values = {"secret": marker, "nested": {"card": marker + "-card"}, "list": [marker + "-l"]}
     clock = [1000.0]
     provider = FlakyProvider(message="store unreachable")
@@ -173,7 +176,7 @@ def test_no_id_and_no_value_is_ever_logged(caplog: pytest.LogCaptureFixture) -> 
 
             def body() -> Any:
                 yield b"x"
-                session.update(values)  # after the headers: logged, not stored
+                session.update(values)  # after the headers: refused, not stored
 
             start_response("200 OK", [])
             return body()
@@ -206,7 +209,8 @@ def test_no_id_and_no_value_is_ever_logged(caplog: pytest.LogCaptureFixture) -> 
         send("/read", sid)
         send("/regenerate", sid)
         sid = issued[-1]
-        send("/late", None)
+        with pytest.raises(SessionError):
+            send("/late", None)
         send("/write", None)  # a second session, left to expire
         clock[0] += 30
         send("/read", sid)  # sid stays live; the other one expires at +60
@@ -232,3 +236,83 @@ def test_no_id_and_no_value_is_ever_logged(caplog: pytest.LogCaptureFixture) -> 
     for secret in secrets_:
         assert secret not in text
     assert marker not in text  # nor any value (they all contain the marker)
+
+
+def formatted(caplog: pytest.LogCaptureFixture) -> str:
+    """Every wsgi_session record as a handler would write it, tracebacks included."""
+    formatter = logging.Formatter("%(levelname)s %(name)s %(message)s")
+    return "\n".join(formatter.format(r) for r in caplog.records if r.name.startswith(LOGGER))
+
+
+def test_the_error_after_an_app_error_hides_ids_in_its_traceback(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The store quotes the id in its error, the app in its own: the ERROR
+    record and its traceback (with the chained causes) show neither."""
+    provider = FlakyProvider(message="no reply for key session:{sid}")
+
+    def fails(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        session = get_session(environ)
+        session["n"] = 5
+        provider.down = True
+        raise RuntimeError(f"the app failed for session {session.sid}")
+
+    with SessionMiddleware(counter, provider=provider, gc_interval=None) as mw:
+        cookie = call(mw, environ_for("/")).cookie_value()
+    assert cookie
+    mw = SessionMiddleware(fails, provider=provider, gc_interval=None)
+    with mw, pytest.raises(RuntimeError, match="the app failed"):
+        call(mw, environ_for("/", f"session_id={cookie}"))
+    (error,) = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert error.exc_info is None and error.exc_text  # the text stays, redacted
+    text = formatted(caplog)
+    assert "Traceback" in text and "no reply for key session:<id>" in text
+    assert "the app failed for session <id>" in text
+    assert cookie not in text
+
+
+def test_the_gc_threads_error_record_hides_ids(caplog: pytest.LogCaptureFixture) -> None:
+    sid = new_id()
+    failed = threading.Event()
+
+    class BrokenSweep(MemoryProvider):
+        def gc(self, *args: Any) -> int:
+            failed.set()
+            raise ProviderError(f"cannot expire {sid} or {sid}.{new_id()}")
+
+    manager = Manager(BrokenSweep(), gc_interval=0.005)
+    manager.start_gc()
+    try:
+        assert failed.wait(2)
+        assert wait_for(lambda: any(r.levelno == logging.ERROR for r in caplog.records))
+    finally:
+        manager.close()
+    text = formatted(caplog)
+    assert "ProviderError: cannot expire <id> or <id>.<id>" in text
+    assert sid not in text
+
+
+def test_redaction_keeps_what_is_not_an_id() -> None:
+    from wsgi_session.logs import redact
+
+    sid = new_id()
+    assert redact(f"id {sid}, key prefix:{sid}, signed {sid}.{new_id()}") == (
+        "id <id>, key prefix:<id>, signed <id>.<id>"
+    )
+    assert redact(f"joined_{sid}_x and hex {'ab12' * 16}") == "<id> and hex <id>"
+    assert "<id>" not in redact(sid[:42])  # too short to be an id
+    names = "test_a_rather_long_function_name_from_a_test_suite line 42 in ValueError"
+    assert redact(names) == names  # snake_case names in tracebacks stay readable
+
+
+def test_every_logger_of_the_package_redacts() -> None:
+    """A module that logs to a logger of its own (``wsgi_session.x``) would
+    bypass the filter: every one in use must carry it."""
+    import wsgi_session.logs  # noqa: F401 - installs the filter
+    from wsgi_session.logs import RedactingFilter
+
+    names = [n for n in logging.root.manager.loggerDict if n.split(".")[0] == LOGGER]
+    assert LOGGER in names
+    for name in names:
+        logger = logging.getLogger(name)
+        assert any(isinstance(f, RedactingFilter) for f in logger.filters), name

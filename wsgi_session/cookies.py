@@ -224,7 +224,9 @@ def _prefixed_name(name: str | None, *, secure: bool, domain: str | None, path: 
     browsers match case-insensitively) checked against the other options."""
     host_only = secure and domain is None and path == "/"
     if name is None:
-        return "__Host-session_id" if host_only else "__Secure-session_id" if secure else "session_id"
+        if host_only:
+            return "__Host-session_id"
+        return "__Secure-session_id" if secure else "session_id"
     folded = name.lower()
     if folded.startswith("__host-") and not host_only:
         raise ValueError(

@@ -16,13 +16,14 @@
 
 Each option is a string converted by the type of the keyword it feeds:
 
-* booleans (``secure``, ``httponly``, ``partitioned``): true/false, yes/no,
-  on/off, 1/0, in any case;
+* booleans (``secure``, ``httponly``, ``partitioned``, ``hash_ids``):
+  true/false, yes/no, on/off, 1/0, in any case;
 * numbers (``max_lifetime``, ``absolute_lifetime``, ``gc_interval``: float;
-  ``cookie_max_age``: int);
+  ``cookie_max_age``, ``max_session_bytes``: int);
 * ``none`` or an empty value means None where None is allowed
   (``absolute_lifetime``, ``gc_interval``, ``cookie_max_age``,
-  ``cookie_domain``, ``secret``, ``samesite``). For ``samesite`` only the
+  ``max_session_bytes``, ``cookie_name``, ``cookie_domain``, ``user_key``,
+  ``secret``, ``samesite``). For ``samesite`` only the
   empty value is None: ``samesite = None`` means the ``SameSite=None``
   attribute;
 * ``secret``: one secret, or several separated by whitespace or newlines,
@@ -111,7 +112,7 @@ def _provider_options(option: str, value: str) -> dict[str, Any] | None:
 CONVERTERS: dict[str, Callable[[str, str], Any]] = {
     "provider": _str,
     "provider_options": _provider_options,
-    "cookie_name": _str,
+    "cookie_name": _optional(_str),
     "max_lifetime": _float,
     "absolute_lifetime": _optional(_float),
     "gc_interval": _optional(_float),
@@ -124,6 +125,9 @@ CONVERTERS: dict[str, Callable[[str, str], Any]] = {
     "partitioned": _bool,
     "secret": _secret,
     "environ_key": _str,
+    "hash_ids": _bool,
+    "user_key": _optional(_str),
+    "max_session_bytes": _optional(_int),
 }
 
 
