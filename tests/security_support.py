@@ -99,18 +99,18 @@ class CountingProvider(MemoryProvider):
         self.loads = 0
         self.malformed: list[str] = []
 
-    def load(self, sid: str, now: float, idle: float) -> dict[str, Any] | None:
+    def load(self, sid: str, *args: Any, **kwargs: Any) -> Any:
         self.loads += 1
         if not is_valid_id(sid):
             self.malformed.append(sid)
-        return super().load(sid, now, idle)
+        return super().load(sid, *args, **kwargs)
 
 
 class FlakyProvider(MemoryProvider):
     """A MemoryProvider whose every operation raises ProviderError while ``down``.
 
-    ``message`` is the error text; ``{sid}`` in it is replaced by the id the
-    operation was given (a careless store that puts ids in its errors).
+    ``message`` is the error text; ``{sid}`` in it is replaced by the key the
+    operation was given (a careless store that puts keys in its errors).
     """
 
     def __init__(self, message: str = "store unreachable", **options: Any) -> None:
@@ -125,21 +125,21 @@ class FlakyProvider(MemoryProvider):
             except ConnectionError as exc:
                 raise ProviderError(self.message.format(sid=sid)) from exc
 
-    def create(self, sid: str, data: Any, now: float, idle: float, deadline: Any) -> None:
+    def create(self, sid: str, *args: Any, **kwargs: Any) -> None:
         self._check(sid)
-        super().create(sid, data, now, idle, deadline)
+        super().create(sid, *args, **kwargs)
 
-    def load(self, sid: str, now: float, idle: float) -> dict[str, Any] | None:
+    def load(self, sid: str, *args: Any, **kwargs: Any) -> Any:
         self._check(sid)
-        return super().load(sid, now, idle)
+        return super().load(sid, *args, **kwargs)
 
-    def save(self, sid: str, changed: Any, removed: Any, now: float, idle: float) -> bool:
+    def save(self, sid: str, *args: Any, **kwargs: Any) -> bool:
         self._check(sid)
-        return super().save(sid, changed, removed, now, idle)
+        return super().save(sid, *args, **kwargs)
 
-    def rename(self, old: str, new: str, now: float, idle: float) -> bool:
+    def rename(self, old: str, *args: Any, **kwargs: Any) -> bool:
         self._check(old)
-        return super().rename(old, new, now, idle)
+        return super().rename(old, *args, **kwargs)
 
     def destroy(self, sid: str) -> None:
         self._check(sid)

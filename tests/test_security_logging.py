@@ -72,9 +72,7 @@ def test_failed_load_is_logged_and_raised(caplog: pytest.LogCaptureFixture) -> N
         provider.down = True
         with pytest.raises(ProviderError):
             call(mw, environ_for("/", f"session_id={cookie}"))
-    assert warnings_of(caplog) == [
-        "wsgi_session: FlakyProvider failed to load a session: ProviderError: store unreachable"
-    ]
+    assert warnings_of(caplog) == ["FlakyProvider failed to load a session: ProviderError"]
     assert caplog.records[-1].levelno == logging.WARNING
 
 
@@ -129,8 +127,8 @@ def test_ids_in_a_store_error_message_are_redacted(caplog: pytest.LogCaptureFixt
         with pytest.raises(ProviderError):
             call(mw, environ_for("/", f"session_id={cookie}"))
     (message,) = warnings_of(caplog)
-    assert message.endswith("no reply for key session:<id>")
-    assert cookie not in message
+    assert message == "FlakyProvider failed to load a session: ProviderError"
+    assert cookie not in formatted(caplog) and "no reply" not in formatted(caplog)
 
 
 def test_https_without_secure_is_warned_once(caplog: pytest.LogCaptureFixture) -> None:
