@@ -3,7 +3,9 @@ the response plumbing (start_response, write, close, streaming, errors)."""
 
 from __future__ import annotations
 
+import ctypes
 import logging
+import os
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -531,3 +533,26 @@ def test_store_failure_reaches_the_app_never_an_empty_session(clock: FakeClock) 
     sid = "Q" * 43  # well-formed, so the store is asked
     with pytest.raises(ProviderError, match="unreachable"):
         webtest.TestApp(mw).get("/", headers={"Cookie": f"session_id={sid}"})
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
+def test_a_worker_forked_without_at_fork_hooks_runs_its_own_gc_thread(clock: FakeClock) -> None:
+    """uWSGI forks its workers with fork(2) itself, without Python's at-fork
+    hooks, from a master that may have served a request (warm-up)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    with SessionMiddleware(counter_app, gc_interval=30, clock=clock) as mw:
+        client = webtest.TestApp(mw)
+        client.get("/")  # the master is warm: its GC thread runs
+        assert mw.manager.gc_running
+        pid = libc.fork()
+        if pid == 0:  # the worker: only this thread, no hook has run
+            code = 3
+            try:
+                alone = not mw.manager.gc_running  # the master's thread is not here
+                served = client.get("/").text == "n=2 user=None"
+                code = 0 if alone and served and mw.manager.gc_running else 1
+            finally:
+                os._exit(code)
+        assert pid > 0, ctypes.get_errno()
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
