@@ -42,19 +42,13 @@ def session_headers(session: Session, cookie: SessionCookie, headers: Headers) -
         set_cookie = cookie.delete_header
     else:
         set_cookie = None
-    if _varies_on_cookie(headers):
-        return headers if set_cookie is None else [*headers, set_cookie]
-    return [*headers, _VARY_COOKIE] if set_cookie is None else [*headers, _VARY_COOKIE, set_cookie]
-
-
-def _varies_on_cookie(headers: Headers) -> bool:
     for name, value in headers:
         if len(name) == 4 and name.lower() == "vary":
             for token in value.split(","):
                 token = token.strip().lower()
-                if token == "cookie" or token == "*":
-                    return True
-    return False
+                if token == "cookie" or token == "*":  # whole tokens: not X-Cookie-Consent
+                    return headers if set_cookie is None else [*headers, set_cookie]
+    return [*headers, _VARY_COOKIE] if set_cookie is None else [*headers, _VARY_COOKIE, set_cookie]
 
 
 class Response:
