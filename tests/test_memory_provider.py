@@ -184,6 +184,17 @@ def test_gc_finds_every_dead_session_whatever_the_lifetimes() -> None:
         assert p.count() == 20 * (len(idles) - 1 - i)
 
 
+def test_live_sessions_met_by_the_sweep_do_not_stop_it() -> None:
+    p = MemoryProvider(gc_batch=3)
+    sids = make(40, p, 0.0)
+    used = sids[::2]
+    for sid in used:
+        assert alive(p, sid, 50.0)  # still filed as due at 100, really due at 150
+    assert p.gc(100.0) == 20
+    assert all(alive(p, sid, 120.0) for sid in used)
+    assert p.gc(220.0) == 20
+
+
 def test_gc_is_exact_to_the_second() -> None:
     p = MemoryProvider()
     (a,) = make(1, p, 0.0, idle=10.0)
