@@ -16,6 +16,7 @@ import pytest
 from wsgi_session.ids import new_id
 from wsgi_session.provider import Record
 from wsgi_session.providers.memory import MemoryProvider
+from wsgi_session.testing import ProviderTests
 
 IDLE = 100.0
 DAY = 86400.0
@@ -34,7 +35,12 @@ def alive(p: MemoryProvider, sid: str, now: float) -> bool:
     return p.load(sid, now) is not None
 
 
-# -- the contract ---------------------------------------------------------------------
+class TestMemoryConformance(ProviderTests):
+    def make_provider(self) -> MemoryProvider:
+        return MemoryProvider()
+
+
+# -- beyond the kit -----------------------------------------------------------------------
 
 
 def test_create_load_roundtrip_returns_a_record_with_a_copy() -> None:
