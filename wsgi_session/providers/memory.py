@@ -20,6 +20,8 @@ from ..values import copy_value, has_container
 #: buckets; later ones in coarser buckets (see ``_file``).
 _NEAR = 4096
 
+_record = tuple.__new__
+
 # One lock per process for the fork repair: dict.setdefault is atomic under
 # the GIL, so every thread of a new child process gets the same one.
 _FORK_GUARDS: dict[int, threading.Lock] = {}
@@ -120,7 +122,7 @@ class MemoryProvider(Provider):
         ``os.getpid()`` (a system call: about 0.24 us here, a tenth of a
         request) is only paid when the lock is busy.
         """
-        if not self._mutex.acquire(blocking=False):
+        if not self._mutex.acquire(False):  # positional: a keyword costs 0.15 us here
             if os.getpid() != self._pid:
                 self._after_fork()
             self._mutex.acquire()
@@ -235,7 +237,11 @@ class MemoryProvider(Provider):
                 data = {key: copy_value(value) for key, value in entry.items()}
             else:
                 data = entry.copy()
-            return Record(data, entry.created, accessed, entry.idle, entry.deadline, entry.persistent)
+            # tuple.__new__ skips the Python-level __new__ of a NamedTuple:
+            # 0.2 us less per load (timeit, 0.26 against 0.45 us here).
+            return _record(
+                Record, (data, entry.created, accessed, entry.idle, entry.deadline, entry.persistent)
+            )
         finally:
             self._mutex.release()
 
