@@ -1,0 +1,266 @@
+"""The memory store on its own: the sweep with mixed lifetimes, memory per session,
+and the cost of a load and a save.
+
+    python bench/sweep.py              # a million sessions (about a minute)
+    python bench/sweep.py --quick      # 20,000 sessions (seconds; the test suite uses it)
+
+Sweep: ``--sessions`` sessions with mixed per-session idle timeouts (a
+minute to thirty days; some with an absolute deadline; a third used again
+after they were made), then one sweep at a time when about half are dead,
+while ``--threads`` threads load and save a session every 0.5 ms. It
+reports the total time, the longest and median hold of the store's lock
+(one batch), the worst request latency during the sweep, how many
+sessions the sweep looked at, and a second sweep right after (nothing is
+due: it must look at nothing).
+
+Memory: tracemalloc over creating ``--memory`` sessions holding one small
+int, storage keys included (the store keeps them), with the store's own
+structures shown apart.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import random
+import secrets
+import statistics
+import sys
+import threading
+import time
+import timeit
+import tracemalloc
+from collections import OrderedDict
+from typing import Any
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+from wsgi_session.providers.memory import MemoryProvider  # noqa: E402
+
+DAY = 86400.0
+#: (idle, deadline after creation or None, share of the sessions)
+MIX = [
+    (60.0, None, 0.2),
+    (1800.0, None, 0.3),
+    (3600.0, 8 * 3600.0, 0.2),
+    (DAY, None, 0.2),
+    (30 * DAY, None, 0.1),
+]
+
+
+class _CountingDict(OrderedDict[str, Any]):
+    looked = 0
+
+    def get(self, key: str, default: Any = None) -> Any:
+        _CountingDict.looked += 1
+        return super().get(key, default)
+
+
+class _Timed(MemoryProvider):
+    """Times each batch of the sweep (the time the lock is held) and counts lookups."""
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self.holds: list[float] = []
+        self.cpu: list[float] = []
+
+    def _clear(self) -> None:
+        super()._clear()
+        self._probation = _CountingDict()
+        self._protected = _CountingDict()
+
+    def _sweep_batch(self, now: float) -> tuple[int, bool]:
+        t0, c0 = time.perf_counter(), time.thread_time()
+        try:
+            return super()._sweep_batch(now)
+        finally:
+            self.cpu.append(time.thread_time() - c0)
+            self.holds.append(time.perf_counter() - t0)
+
+
+def fill(p: MemoryProvider, n: int, now: float) -> int:
+    """``n`` sessions made over the last two hours with mixed lifetimes, a third
+    of them used again (some dead by then, and dropped); returns how many of
+    those left are dead at ``now``."""
+    rng = random.Random(7)
+    weights = [share for _, _, share in MIX]
+    token = secrets.token_urlsafe
+    data = {"n": 1}
+    dead = 0
+    for _ in range(n):
+        idle, lifetime, _share = rng.choices(MIX, weights)[0]
+        created = now - rng.uniform(0, 7200)
+        deadline = None if lifetime is None else created + lifetime
+        sid = token(32)
+        p.create(sid, data, created, idle=idle, deadline=deadline)
+        accessed = created
+        if rng.random() < 1 / 3:
+            accessed = rng.uniform(created, now)
+            if p.load(sid, accessed) is None:  # already dead then: dropped
+                continue
+        end = accessed + idle if deadline is None else min(accessed + idle, deadline)
+        dead += end <= now
+    return dead
+
+
+def sweep(n: int, threads: int, gc_batch: int | None) -> dict[str, Any]:
+    options: dict[str, Any] = {"max_sessions": n + 1000}
+    if gc_batch is not None:
+        options["gc_batch"] = gc_batch
+    p = _Timed(**options)
+    now = time.time()
+    dead = fill(p, n, now)
+    held = p.count()
+    _CountingDict.looked = 0
+    gc.collect()
+    stop = threading.Event()
+    sweeping = threading.Event()
+    during: list[float] = []
+
+    def serve() -> None:
+        sid = secrets.token_urlsafe(32)
+        p.create(sid, {"n": 0}, time.time(), idle=3600.0, deadline=None)
+        perf = time.perf_counter
+        due = perf()
+        while not stop.is_set():
+            due += 0.0005
+            wait = due - perf()
+            if wait > 0:
+                time.sleep(wait)
+            else:
+                due = perf()
+            p.load(sid, time.time())
+            p.save(sid, {"n": 1}, (), time.time())
+            if sweeping.is_set():
+                during.append(perf() - due)
+
+    workers = [threading.Thread(target=serve) for _ in range(threads)]
+    for w in workers:
+        w.start()
+    time.sleep(0.2)
+    sweeping.set()
+    t0 = time.perf_counter()
+    removed = p.gc(now)
+    seconds = time.perf_counter() - t0
+    sweeping.clear()
+    looked, holds, cpu = _CountingDict.looked, p.holds, p.cpu
+    _CountingDict.looked, p.holds = 0, []
+    t0 = time.perf_counter()
+    again = p.gc(now + 1)
+    again_seconds = time.perf_counter() - t0
+    stop.set()
+    for w in workers:
+        w.join()
+    return {
+        "sessions": n,
+        "held": held,
+        "dead": dead,
+        "removed": removed,
+        "seconds": seconds,
+        "batches": len(holds),
+        "max_hold": max(holds),
+        "median_hold": statistics.median(holds),
+        "max_cpu": max(cpu),
+        "median_cpu": statistics.median(cpu),
+        "looked": looked,
+        "requests_during": len(during),
+        "max_latency_during": max(during, default=0.0),
+        "again_removed": again,
+        "again_looked": _CountingDict.looked,
+        "again_seconds": again_seconds,
+        "buckets": len(p._buckets),
+        "left": p.count() - threads,
+    }
+
+
+def memory(n: int) -> dict[str, float]:
+    """Bytes per session for ``n`` sessions holding ``{"n": 1}``."""
+    token = secrets.token_urlsafe
+    now = time.time()
+    gc.collect()
+    tracemalloc.start()
+    base = tracemalloc.get_traced_memory()[0]
+    keys = [token(32) for _ in range(n)]
+    after_keys = tracemalloc.get_traced_memory()[0]
+    p = MemoryProvider()
+    for i, sid in enumerate(keys):
+        # Times as a clock gives them: a new float per request.
+        p.create(sid, {"n": 1}, now + i * 1e-3, idle=1800.0, deadline=None)
+    del keys  # the store holds them now
+    total = tracemalloc.get_traced_memory()[0] - base
+    tracemalloc.stop()
+    key_bytes = (after_keys - base) / n - 8  # less the list's slot
+    return {
+        "per_session": total / n,
+        "key": key_bytes,
+        "store": total / n - key_bytes,
+        "held": p.count(),
+    }
+
+
+def hot_path(repeats: int) -> dict[str, float]:
+    """Best of ``repeats`` for load, save and create (CPU time, per call)."""
+    p = MemoryProvider()
+    sid = secrets.token_urlsafe(32)
+    p.create(sid, {"n": 1, "csrf": "x" * 43}, 1000.0, idle=3600.0, deadline=None)
+    p.load(sid, 1000.0)
+    changed = {"n": 2}
+    number = 20_000
+    out: dict[str, float] = {}
+    calls = {
+        "load": lambda: p.load(sid, 1001.0),
+        "save": lambda: p.save(sid, changed, (), 1001.0),
+    }
+    for name, call in calls.items():
+        out[name] = min(
+            timeit.repeat(call, number=number, repeat=repeats, timer=time.process_time)
+        ) / number
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="a tiny run")
+    parser.add_argument("--sessions", type=int, default=1_000_000)
+    parser.add_argument("--memory", type=int, default=100_000)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--gc-batch", type=int)
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.sessions, args.memory = 20_000, 20_000
+    s = sweep(args.sessions, args.threads, args.gc_batch)
+    print(f"sweep: {s['sessions']:,} sessions with mixed lifetimes, {s['dead']:,} dead")
+    print(f"   removed {s['removed']:,} in {s['seconds']:.2f} s, {s['batches']:,} batches")
+    print(
+        f"   lock held per batch: longest {s['max_hold'] * 1e3:.2f} ms, "
+        f"median {s['median_hold'] * 1e3:.2f} ms (goal: <= 1 ms)"
+    )
+    print(
+        f"   CPU time per batch (the work itself, without this machine's other load): "
+        f"longest {s['max_cpu'] * 1e3:.2f} ms, median {s['median_cpu'] * 1e3:.2f} ms"
+    )
+    print(f"   lookups by the sweep: {s['looked']:,} (the dead, and live ones filed early)")
+    print(
+        f"   {s['requests_during']:,} requests during the sweep, "
+        f"worst latency {s['max_latency_during'] * 1e3:.2f} ms"
+    )
+    print(
+        f"   a second sweep right after: removed {s['again_removed']}, lookups "
+        f"{s['again_looked']}, {s['again_seconds'] * 1e6:.0f} us; buckets: {s['buckets']:,}"
+    )
+    if s["removed"] != s["dead"] or s["left"] != s["held"] - s["dead"]:
+        print("   ERROR: the sweep did not remove exactly the dead sessions")
+        return 1
+    m = memory(args.memory)
+    print(
+        f"memory: {m['per_session']:.0f} B per session ({args.memory:,} sessions holding one "
+        f"small int; goal <= 280): key {m['key']:.0f} B, the store {m['store']:.0f} B"
+    )
+    h = hot_path(7 if not args.quick else 2)
+    print(f"hot path (CPU time): load {h['load'] * 1e9:.0f} ns, save {h['save'] * 1e9:.0f} ns")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
