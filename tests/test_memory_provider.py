@@ -13,7 +13,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from conftest import FakeClock
 
+from wsgi_session import Manager
 from wsgi_session.ids import new_id
 from wsgi_session.provider import Record
 from wsgi_session.providers.memory import MemoryProvider
@@ -200,6 +202,23 @@ def test_gc_finds_every_dead_session_whatever_the_lifetimes() -> None:
         assert p.gc(now - 0.5) == 0
         assert p.gc(now) == 20
         assert p.count() == 20 * (len(idles) - 1 - i)
+
+
+def test_a_provider_shared_by_managers_with_different_lifetimes_keeps_sweeping() -> None:
+    # Issue 11 (8): two middlewares on one MemoryProvider, 60 s and 50 min:
+    # the old sweep stopped at the first long-lived session, so the short
+    # ones stayed for 50 minutes.
+    clock = FakeClock()
+    p = MemoryProvider(gc_batch=10)
+    long_lived = Manager(p, max_lifetime=3000, gc_interval=None, clock=clock)
+    short_lived = Manager(p, max_lifetime=60, gc_interval=None, clock=clock)
+    keep = [long_lived.create({"n": i}) for i in range(20)]
+    gone = [short_lived.create({"n": i}) for i in range(100)]
+    clock.advance(61)
+    assert short_lived.gc() == 100
+    assert p.count() == 20
+    assert all(short_lived.load(sid) is None for sid in gone)
+    assert all(long_lived.load(sid) is not None for sid in keep)
 
 
 def test_live_sessions_met_by_the_sweep_do_not_stop_it() -> None:
