@@ -61,9 +61,11 @@ class MemoryProvider(Provider):
     LRU: a new session is *probationary* until its second request (a load),
     then *protected*. The oldest probationary session goes first; a protected
     one only when no session is probationary. So a flood of cookie-less
-    visitors (each making a session it never comes back to) evicts only the
-    flood's own sessions and new visitors' first ones, never a session that
-    has been used again. Each request costs O(1).
+    visitors (each making a session it never comes back to) evicts the
+    flood's own sessions and the first sessions of new visitors who have not
+    come back yet, but not a session that has been used again (at most one,
+    the oldest, if no session at all was probationary when the flood began).
+    Each request costs O(1).
 
     **Expiry.** Each session has its own idle timeout and deadline. Every
     session is filed in exactly one *expiry bucket*, due no later than the
@@ -72,9 +74,11 @@ class MemoryProvider(Provider):
     it removes the sessions that are dead and files the rest again under
     their real expiry. So a sweep finds every dead session whatever the
     lifetimes, visits a live one about once per lifetime rather than on
-    every sweep, and removes up to ``gc_batch`` sessions per hold of the
-    lock. A dead session is removed by the first sweep at least one second
-    after its expiry (it is never returned meanwhile).
+    every sweep, and looks at up to ``gc_batch`` sessions per hold of the
+    lock (the default 500 takes about 0.8 ms at a million sessions; see
+    ``bench/sweep.py``). A dead session is removed by the first sweep at or
+    after its expiry rounded up to a whole second (it is never returned
+    meanwhile).
 
     Sessions live in one process: with several worker processes each has its
     own store (use the Redis provider there). A forked child keeps a copy of
@@ -84,7 +88,7 @@ class MemoryProvider(Provider):
 
     process_local = True
 
-    def __init__(self, max_sessions: int = 1_000_000, gc_batch: int = 1000) -> None:
+    def __init__(self, max_sessions: int = 1_000_000, gc_batch: int = 500) -> None:
         self.max_sessions = options.positive_int("max_sessions", max_sessions)
         self.gc_batch = options.positive_int("gc_batch", gc_batch)
         self._mutex = threading.Lock()
