@@ -63,8 +63,9 @@ class MemoryProvider(Provider):
     one only when no session is probationary. So a flood of cookie-less
     visitors (each making a session it never comes back to) evicts the
     flood's own sessions and the first sessions of new visitors who have not
-    come back yet, but not a session that has been used again (at most one,
-    the oldest, if no session at all was probationary when the flood began).
+    come back yet, but not a session that has been used again (at most the
+    oldest one, each time no session at all is probationary). A client that
+    sends its cookies back makes protected sessions, and is plain LRU again.
     Each request costs O(1).
 
     **Expiry.** Each session has its own idle timeout and deadline. Every
