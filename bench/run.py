@@ -278,14 +278,14 @@ def worker_sweep(n: int, threads: int, gc_batch: int | None) -> dict[str, Any]:
     if gc_batch is not None:
         options["gc_batch"] = gc_batch
     provider = MemoryProvider(**options)
-    lock = _TimedLock(provider._lock)
-    provider._lock = lock  # type: ignore[assignment]
+    lock = _TimedLock(provider._mutex)
+    provider._mutex = lock  # type: ignore[assignment]
     long_ago = time.time() - 3600
     data = {"n": 1}
     create = provider.create
     token = secrets.token_urlsafe
     for _ in range(n):
-        create(token(32), data, long_ago, 60, None)
+        create(token(32), data, long_ago, idle=60.0, deadline=None)
     gc.collect()
     mw = SessionMiddleware(_rw_app(WS_KEY), provider=provider, gc_interval=None)
     stop = threading.Event()

@@ -44,3 +44,15 @@ def test_results_are_recorded(quick_run: tuple[str, dict[str, object]]) -> None:
     sweep = results["5"][0]
     assert sweep["removed"] >= 5_000  # every expired session was swept
     assert sweep["left"] == 0
+
+
+def test_the_memory_store_benchmark_runs() -> None:
+    done = subprocess.run(
+        [sys.executable, str(BENCH.parent / "sweep.py"), "--quick"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr  # 1: the sweep missed a session
+    assert "lock held per batch" in done.stdout
