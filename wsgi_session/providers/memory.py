@@ -112,10 +112,16 @@ class MemoryProvider(Provider):
         self._users: dict[str, set[str]] = {}
 
     def __len__(self) -> int:
-        return len(self._probation) + len(self._protected)
+        return self.count()
 
     def count(self) -> int:
-        return len(self)
+        # Under the lock: a promotion moves a session between the two
+        # segments, and a count between the two reads could see it twice.
+        self._acquire()
+        try:
+            return len(self._probation) + len(self._protected)
+        finally:
+            self._mutex.release()
 
     def stats(self) -> dict[str, int]:
         return {"evicted": self._evicted}
