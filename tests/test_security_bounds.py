@@ -57,7 +57,7 @@ def test_flood_of_writers_stays_under_max_sessions_and_keeps_the_recent() -> Non
                     regulars[regular] += 1
                     assert res.body == str(regulars[regular]).encode()
         assert len(provider) == 1000
-        assert provider.evicted == 5010 - 1000
+        assert provider.stats()["evicted"] == 5010 - 1000
         # The regulars kept their sessions, and so did the latest visitors ...
         for regular, visits in regulars.items():
             assert call(mw, environ_for("/", f"session_id={regular}")).body == str(

@@ -32,7 +32,7 @@ def test_the_map_is_never_touched_without_the_lock() -> None:
     p = MemoryProvider(gc_batch=3)
     sids = [new_id() for _ in range(3000)]
     for i, sid in enumerate(sids):
-        p.create(sid, {"i": i}, 0.0, 10.0 if i % 2 else 1e9, None)
+        p.create(sid, {"i": i}, 0.0, idle=10.0 if i % 2 else 1e9, deadline=None)
     errors: list[BaseException] = []
 
     def run(fn) -> None:
@@ -42,7 +42,7 @@ def test_the_map_is_never_touched_without_the_lock() -> None:
             errors.append(exc)
 
     workers = [
-        threading.Thread(target=run, args=(lambda: [p.load(s, 20.0, 1e9) for s in sids],)),
+        threading.Thread(target=run, args=(lambda: [p.load(s, 20.0) for s in sids],)),
         threading.Thread(target=run, args=(lambda: [p.destroy(s) for s in sids[::3]],)),
         threading.Thread(target=run, args=(lambda: p.gc(20.0),)),
     ]
@@ -51,7 +51,7 @@ def test_the_map_is_never_touched_without_the_lock() -> None:
     for t in workers:
         t.join(30)
     assert not errors
-    survivors = {s for s in sids if p.load(s, 21.0, 1e9) is not None}
+    survivors = {s for s in sids if p.load(s, 21.0) is not None}
     assert survivors == {s for i, s in enumerate(sids) if i % 2 == 0 and i % 3 != 0}
     assert len(p) == len(survivors)
 
