@@ -30,7 +30,7 @@ _FORK_GUARDS: dict[int, threading.Lock] = {}
 class _Session(dict[str, Any]):
     """A stored session: its data, with the rest of its record in slots.
 
-    One object per session instead of a dict plus a record (40 B less each).
+    One object per session instead of a dict plus a record (32 B less each).
     Being a dict, an empty session is falsy: test it with ``is None``.
     """
 
@@ -104,8 +104,8 @@ class MemoryProvider(Provider):
         # Expiry buckets: due time (int seconds) -> sids, and a heap of the
         # due times; a bucket being swept is held in _draining. A bucket is a
         # dict rather than a set: smaller, and swept in the order sessions
-        # were filed, which is (about) the order they lie in memory: three
-        # times faster than a set's hash order on a large store.
+        # were filed, which is about the order they lie in memory (fewer
+        # cache misses: 1.3 against 2.3 us per session at 200,000 sessions).
         self._buckets: dict[int, dict[str, None]] = {}
         self._due: list[int] = []
         self._draining: dict[str, None] = {}
@@ -133,8 +133,8 @@ class MemoryProvider(Provider):
 
         A child forked while another thread held the lock inherits it held,
         by a thread the child does not have. A free lock needs no check, so
-        ``os.getpid()`` (a system call: about 0.24 us here, a tenth of a
-        request) is only paid when the lock is busy.
+        ``os.getpid()`` (a system call: about 0.24 us here) is only paid
+        when the lock is busy.
         """
         if not self._mutex.acquire(False):  # positional: a keyword costs 0.15 us here
             if os.getpid() != self._pid:
@@ -142,6 +142,7 @@ class MemoryProvider(Provider):
             self._mutex.acquire()
 
     def _after_fork(self) -> None:
+        """In a forked child: a new lock, and an empty store if the old lock was held."""
         pid = os.getpid()
         with _FORK_GUARDS.setdefault(pid, threading.Lock()):
             if self._pid == pid:  # another thread of this child repaired it
@@ -189,16 +190,11 @@ class MemoryProvider(Provider):
             if not sids:
                 del self._users[user]
 
-    def _forget(
-        self, sid: str, entry: _Session, segment: OrderedDict[str, _Session] | None = None
-    ) -> None:
-        """Remove ``sid`` from its segment (if known, one lookup less), its
-        bucket and the user index."""
-        if segment is not None:
-            del segment[sid]
-        elif self._protected.pop(sid, None) is None:
+    def _forget(self, sid: str, entry: _Session) -> None:
+        """Remove ``sid`` from its segment, its bucket and the user index."""
+        if self._protected.pop(sid, None) is None:
             self._probation.pop(sid, None)
-        entry.bucket.pop(sid, None)  # (the sweep has taken it out already)
+        del entry.bucket[sid]
         if entry.user is not None:
             self._unindex(sid, entry.user)
 
