@@ -14,10 +14,13 @@ from typing import Any
 
 import pytest
 from conftest import FakeClock
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.stateful import Bundle, RuleBasedStateMachine, invariant, rule
 
 from wsgi_session import Manager
 from wsgi_session.ids import new_id
-from wsgi_session.provider import Record
+from wsgi_session.provider import UNCHANGED, Record
 from wsgi_session.providers.memory import MemoryProvider
 from wsgi_session.testing import ProviderTests
 
@@ -101,11 +104,12 @@ def test_save_replaces_the_lifetime() -> None:
     p = MemoryProvider()
     (sid,) = make(1, p, 0.0)
     assert p.save(sid, {}, (), 10.0, lifetime=(30 * DAY, True))
+    assert p.gc(200.0) == 0  # its first bucket came due: filed again, a month on
     record = p.load(sid, 10.0 + 29 * DAY)
     assert record is not None and record.idle == 30 * DAY and record.persistent
     # ... and a shorter one: the sweep must find it dead at its new expiry.
     assert p.save(sid, {}, (), 10.0 + 29 * DAY, lifetime=(5.0, False))
-    assert p.gc(10.0 + 29 * DAY + 6) == 1
+    assert p.gc(10.0 + 29 * DAY + 5) == 1
     assert p.count() == 0
 
 
@@ -520,3 +524,164 @@ def test_a_child_forked_with_a_free_lock_keeps_its_copy() -> None:
         os._exit(0 if alive(p, sid, 1.0) and p.count() == 1 else 1)
     _, code = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(code) == 0
+
+
+# -- the store against a model ----------------------------------------------------------
+
+
+class _Model:
+    """What the store must hold: sessions in two recency lists, dead ones
+    included until something removes them."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.probation: dict[str, dict[str, Any]] = {}  # insertion order: oldest first
+        self.protected: dict[str, dict[str, Any]] = {}
+
+    def find(self, sid: str) -> dict[str, Any] | None:
+        return self.protected.get(sid) or self.probation.get(sid)
+
+    def remove(self, sid: str) -> None:
+        self.protected.pop(sid, None) or self.probation.pop(sid, None)
+
+    def all(self) -> dict[str, dict[str, Any]]:
+        return {**self.probation, **self.protected}
+
+    @staticmethod
+    def end(s: dict[str, Any]) -> float:
+        return min(s["accessed"] + s["idle"], s["deadline"] or float("inf"))
+
+
+class MemoryStoreMachine(RuleBasedStateMachine):
+    """Random calls on a small store (evictions), with integer times (then a
+    sweep is exact); every answer is checked against the model."""
+
+    sids = Bundle("sids")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.p = MemoryProvider(max_sessions=6, gc_batch=2)
+        self.m = _Model(6)
+        self.now = 1000.0
+
+    @rule(target=sids)
+    def unknown(self) -> str:
+        return new_id()
+
+    @rule(
+        target=sids,
+        idle=st.sampled_from([1.0, 5.0, 30.0, 5000.0, 20000.0]),
+        deadline=st.sampled_from([None, 3.0, 40.0, 6000.0]),
+        user=st.sampled_from([None, "ann", "bob"]),
+        value=st.integers(0, 3),
+    )
+    def create(self, idle: float, deadline: float | None, user: str | None, value: int) -> str:
+        sid = new_id()
+        end = None if deadline is None else self.now + deadline
+        self.p.create(sid, {"v": value}, self.now, idle=idle, deadline=end, user=user)
+        if len(self.m.all()) >= self.m.size:
+            segment = self.m.probation or self.m.protected
+            del segment[next(iter(segment))]
+        self.m.probation[sid] = {
+            "data": {"v": value}, "created": self.now, "accessed": self.now,
+            "idle": idle, "deadline": end, "persistent": False, "user": user,
+        }
+        return sid
+
+    @rule(sid=sids)
+    def load(self, sid: str) -> None:
+        record = self.p.load(sid, self.now)
+        s = self.m.protected.pop(sid, None) or self.m.probation.pop(sid, None)
+        if s is not None:
+            self.m.protected[sid] = s
+            if self.now >= self.m.end(s):
+                self.m.remove(sid)
+                s = None
+        if s is None:
+            assert record is None
+            return
+        assert record == Record(
+            s["data"], s["created"], s["accessed"], s["idle"], s["deadline"], s["persistent"]
+        )
+        s["accessed"] = self.now
+
+    @rule(
+        sid=sids,
+        value=st.integers(0, 3),
+        drop=st.booleans(),
+        lifetime=st.sampled_from([None, (2.0, True), (9000.0, False)]),
+        user=st.sampled_from([UNCHANGED, None, "ann", "bob"]),
+    )
+    def save(self, sid: str, value: int, drop: bool, lifetime: Any, user: Any) -> None:
+        changed = {} if drop else {"w": value}
+        removed = ["v"] if drop else []
+        ok = self.p.save(sid, changed, removed, self.now, lifetime=lifetime, user=user)
+        s = self.m.find(sid)
+        if s is not None and self.now >= self.m.end(s):
+            self.m.remove(sid)
+            s = None
+        assert ok is (s is not None)
+        if s is not None:
+            s["data"].update(changed)
+            if drop:
+                s["data"].pop("v", None)
+            s["accessed"] = self.now
+            if lifetime is not None:
+                s["idle"], s["persistent"] = lifetime
+            if user is not UNCHANGED:
+                s["user"] = user
+
+    @rule(target=sids, sid=sids)
+    def rename(self, sid: str) -> str:
+        new = new_id()
+        ok = self.p.rename(sid, new, self.now)
+        s = self.m.find(sid)
+        if s is not None and self.now >= self.m.end(s):
+            self.m.remove(sid)
+            s = None
+        assert ok is (s is not None)
+        if s is not None:
+            segment = self.m.protected if sid in self.m.protected else self.m.probation
+            segment[new] = segment.pop(sid)
+        return new
+
+    @rule(sid=sids)
+    def destroy(self, sid: str) -> None:
+        self.p.destroy(sid)
+        self.m.remove(sid)
+
+    @rule(dt=st.sampled_from([0.0, 1.0, 3.0, 20.0, 100.0, 5000.0]))
+    def advance(self, dt: float) -> None:
+        self.now += dt
+
+    @rule()
+    def gc(self) -> None:
+        dead = [sid for sid, s in self.m.all().items() if self.now >= self.m.end(s)]
+        assert self.p.gc(self.now) == len(dead)
+        for sid in dead:
+            self.m.remove(sid)
+
+    @rule(user=st.sampled_from(["ann", "bob"]))
+    def sessions_of(self, user: str) -> None:
+        listed = dict(self.p.sessions_of(user, self.now))
+        expected = {
+            sid: s
+            for sid, s in self.m.all().items()
+            if s["user"] == user and self.now < self.m.end(s)
+        }
+        assert listed.keys() == expected.keys()
+        for sid, record in listed.items():
+            s = expected[sid]
+            assert (record.created, record.accessed, record.idle, record.deadline) == (
+                s["created"], s["accessed"], s["idle"], s["deadline"]
+            )
+
+    @invariant()
+    def same_count(self) -> None:
+        assert self.p.count() == len(self.m.all())
+
+
+TestMemoryStoreMachine = MemoryStoreMachine.TestCase
+TestMemoryStoreMachine.settings = settings(
+    max_examples=150, stateful_step_count=40, deadline=None
+)
