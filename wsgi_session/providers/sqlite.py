@@ -1,0 +1,336 @@
+"""Sessions in one SQLite file, shared by every process and thread on the host."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sqlite3
+import threading
+import weakref
+from collections.abc import Callable, Collection, Iterator, Mapping
+from contextlib import contextmanager
+from types import EllipsisType
+from typing import Any, TypeVar
+
+from .. import options, values
+from ..errors import ProviderError
+from ..provider import UNCHANGED, Provider, Record
+
+log = logging.getLogger("wsgi_session")
+
+T = TypeVar("T")
+
+#: The schema's version, kept in the file's ``PRAGMA user_version``.
+SCHEMA_VERSION = 1
+
+# ``data`` is a JSON object of session key -> the value's values.encode()
+# text, as a JSON string. Strings, never objects or null, so that a save
+# can merge with json_patch() (RFC 7396) in the UPDATE itself: null in the
+# patch deletes a key, a string replaces one, every other key stays as the
+# store has it at that moment. ``previous`` is the access before the last
+# one (what a load reports: RETURNING can only see the updated row).
+# ``expires`` = min(accessed + idle, deadline), indexed for gc and kept up
+# to date by every access.
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS wsgi_sessions (
+    sid TEXT PRIMARY KEY,
+    data TEXT NOT NULL,
+    created REAL NOT NULL,
+    accessed REAL NOT NULL,
+    previous REAL NOT NULL,
+    idle REAL NOT NULL,
+    deadline REAL,
+    persistent INTEGER NOT NULL,
+    user TEXT,
+    expires REAL NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS wsgi_sessions_expires ON wsgi_sessions (expires);
+CREATE INDEX IF NOT EXISTS wsgi_sessions_user ON wsgi_sessions (user) WHERE user IS NOT NULL;
+"""
+
+# expires() in SQL, for an access at :now with idle timeout `idle`.
+_EXPIRES = "CASE WHEN deadline IS NULL OR :now + {idle} < deadline THEN :now + {idle} ELSE deadline END"
+
+_CREATE = (
+    "INSERT INTO wsgi_sessions (sid, data, created, accessed, previous, idle, deadline,"
+    " persistent, user, expires)"
+    " VALUES (:sid, :data, :now, :now, :now, :idle, :deadline, :persistent, :user, :expires)"
+)
+_LOAD = (
+    "UPDATE wsgi_sessions SET previous = accessed, accessed = :now, expires = "
+    + _EXPIRES.format(idle="idle")
+    + " WHERE sid = :sid AND expires > :now"
+    " RETURNING data, created, previous, idle, deadline, persistent"
+)
+_RENAME = "UPDATE wsgi_sessions SET sid = :new WHERE sid = :old AND expires > :now"
+_DESTROY = "DELETE FROM wsgi_sessions WHERE sid = ?"
+_SESSIONS_OF = (
+    "SELECT sid, data, created, accessed, idle, deadline, persistent FROM wsgi_sessions"
+    " WHERE user = ? AND expires > ?"
+)
+_GC = (
+    "DELETE FROM wsgi_sessions WHERE sid IN"
+    " (SELECT sid FROM wsgi_sessions WHERE expires <= ? LIMIT ?)"
+)
+_COUNT = "SELECT count(*) FROM wsgi_sessions"
+
+_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+_decode = json.JSONDecoder().decode
+_decode_value = values.decode
+
+# Connections opened in another process (inherited through fork). Closing one
+# would touch a file (and its locks) the parent is still using, and letting it
+# be garbage-collected closes it, so it is kept here, unused, for good: at
+# most one per thread of the parent, per fork.
+_inherited: list[sqlite3.Connection] = []
+
+class _Connection:
+    """One thread's connection, and the process that opened it."""
+
+    __slots__ = ("db", "pid", "__weakref__")
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+        self.pid = os.getpid()
+
+    def __del__(self) -> None:
+        if self.pid != os.getpid():
+            _inherited.append(self.db)
+
+
+class SqliteProvider(Provider):
+    """Sessions in a SQLite file: the store for several worker processes on
+    one host (``gunicorn -w 4``) without a server, kept across restarts.
+
+    Choose it when the workers share a disk and you have no Redis; for many
+    hosts, use Redis or PostgreSQL. Every request that uses a session writes
+    the file once (the load updates the access time; WAL mode, so readers
+    never wait for it), in one statement. Writes from all processes take
+    turns: a save waits up to ``busy_timeout`` seconds for another to finish,
+    then raises :class:`~wsgi_session.ProviderError`. Expiry is checked in
+    every statement, so a dead session is never read or written; the
+    manager's :meth:`gc` then deletes dead rows, ``gc_batch`` per transaction.
+
+    ``path`` is the database file (created, with its schema, on first use; a
+    SQLite file of ours or a new one). ``:memory:`` is refused: each
+    connection would have its own database. Commits are not synced to disk
+    before returning (``synchronous=NORMAL``): a power cut may lose the last
+    moments of session writes, never the file.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        busy_timeout: float = 5.0,
+        gc_batch: int = 1000,
+    ) -> None:
+        path = options.text("path", os.fspath(path) if isinstance(path, os.PathLike) else path)
+        if path == ":memory:" or path.startswith("file:"):
+            raise ValueError(
+                f"path must name a database file, not {path!r}: every connection (each "
+                "thread and process) would get a private database; use provider='memory' "
+                "for a store in one process"
+            )
+        directory = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(directory):
+            raise ValueError(f"path: the directory {directory!r} does not exist")
+        if sqlite3.sqlite_version_info < (3, 35, 0):
+            raise ValueError(
+                f"provider 'sqlite' needs SQLite 3.35 or newer (RETURNING, JSON1); "
+                f"Python's sqlite3 has {sqlite3.sqlite_version}"
+            )
+        self.path = path
+        self.busy_timeout = options.seconds("busy_timeout", busy_timeout)
+        self.gc_batch = options.positive_int("gc_batch", gc_batch)
+        self._local = threading.local()
+        # Every connection this provider opened, for close().
+        self._connections: weakref.WeakSet[_Connection] = weakref.WeakSet()
+        self._lock = threading.Lock()
+        self._schema_pid = 0  # the process that has checked the schema
+
+    # -- connections ----------------------------------------------------------
+
+    def _db(self) -> sqlite3.Connection:
+        """This thread's connection, opened in this process."""
+        conn: _Connection | None = getattr(self._local, "conn", None)
+        if conn is not None and conn.pid == os.getpid():
+            return conn.db
+        # None yet in this thread, or inherited through fork (never used again).
+        db = sqlite3.connect(
+            self.path,
+            timeout=self.busy_timeout,
+            isolation_level=None,  # autocommit: every statement is its own transaction
+            check_same_thread=False,  # only close() touches it from another thread
+        )
+        try:
+            db.execute("PRAGMA synchronous = NORMAL")
+            if self._schema_pid != os.getpid():
+                self._create_schema(db)
+                self._schema_pid = os.getpid()
+        except BaseException:
+            db.close()
+            raise
+        conn = _Connection(db)
+        self._local.conn = conn
+        with self._lock:
+            self._connections.add(conn)
+        return db
+
+    def _create_schema(self, db: sqlite3.Connection) -> None:
+        # WAL: readers never block the writer, and commits are cheap.
+        db.execute("PRAGMA journal_mode = WAL")
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            if version == 0:
+                # Statement by statement: executescript() would COMMIT first.
+                for statement in _SCHEMA.split(";"):
+                    if statement.strip():
+                        db.execute(statement)
+                db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            elif version != SCHEMA_VERSION:
+                raise sqlite3.DatabaseError(
+                    f"the session table has schema version {version}; "
+                    f"this wsgi_session knows version {SCHEMA_VERSION}"
+                )
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    @contextmanager
+    def _failures(self, what: str) -> Iterator[None]:
+        """Turn SQLite's errors into ProviderError, with a log line."""
+        try:
+            yield
+        except sqlite3.Error as exc:
+            # The message names the file and the operation, never an id: SQLite's
+            # own messages ("database is locked", "file is not a database") hold none.
+            log.error("wsgi_session: SQLite session store %s: %s failed: %s", self.path, what, exc)
+            raise ProviderError(f"SQLite session store {self.path}: {what} failed: {exc}") from exc
+
+    def _run(self, what: str, call: Callable[[sqlite3.Connection], T]) -> T:
+        with self._failures(what):
+            return call(self._db())
+
+    # -- the contract ---------------------------------------------------------
+
+    def create(
+        self,
+        sid: str,
+        data: Mapping[str, Any],
+        now: float,
+        *,
+        idle: float,
+        deadline: float | None,
+        persistent: bool = False,
+        user: str | None = None,
+    ) -> None:
+        params = {
+            "sid": sid,
+            "data": _encode({key: values.encode(value) for key, value in data.items()}),
+            "now": now,
+            "idle": idle,
+            "deadline": deadline,
+            "persistent": int(persistent),
+            "user": user,
+            "expires": now + idle if deadline is None or now + idle < deadline else deadline,
+        }
+        self._run("create", lambda db: db.execute(_CREATE, params))
+
+    def load(self, sid: str, now: float) -> Record | None:
+        rows = self._run("load", lambda db: db.execute(_LOAD, {"sid": sid, "now": now}).fetchall())
+        if not rows:
+            return None
+        data, created, previous, idle, deadline, persistent = rows[0]
+        # float(): RETURNING gives the values before the columns' REAL affinity.
+        return Record(
+            _data(data),
+            float(created),
+            float(previous),
+            float(idle),
+            None if deadline is None else float(deadline),
+            bool(persistent),
+        )
+
+    def save(
+        self,
+        sid: str,
+        changed: Mapping[str, Any],
+        removed: Collection[str],
+        now: float,
+        *,
+        lifetime: tuple[float, bool] | None = None,
+        user: str | None | EllipsisType = UNCHANGED,
+    ) -> bool:
+        params: dict[str, Any] = {"sid": sid, "now": now}
+        sets = ["accessed = :now"]
+        if changed or removed:
+            patch: dict[str, str | None] = dict.fromkeys(removed)
+            for key, value in changed.items():
+                patch[key] = values.encode(value)
+            # One statement: the merge happens on the row as it is now, so a
+            # concurrent save of other keys is never lost.
+            sets.append("data = json_patch(data, :patch)")
+            params["patch"] = _encode(patch)
+        if lifetime is None:
+            sets.append("expires = " + _EXPIRES.format(idle="idle"))
+        else:
+            params["idle"], persistent = lifetime
+            params["persistent"] = int(persistent)
+            sets += [
+                "idle = :idle",
+                "persistent = :persistent",
+                "expires = " + _EXPIRES.format(idle=":idle"),
+            ]
+        if user is not UNCHANGED:
+            sets.append("user = :user")
+            params["user"] = user
+        # The liveness check is the WHERE clause of the write itself.
+        statement = f"UPDATE wsgi_sessions SET {', '.join(sets)} WHERE sid = :sid AND expires > :now"
+        return self._run("save", lambda db: db.execute(statement, params).rowcount) == 1
+
+    def rename(self, old: str, new: str, now: float) -> bool:
+        # One UPDATE of the key is one transaction: the row moves, or stays.
+        params = {"old": old, "new": new, "now": now}
+        return self._run("rename", lambda db: db.execute(_RENAME, params).rowcount) == 1
+
+    def destroy(self, sid: str) -> None:
+        self._run("destroy", lambda db: db.execute(_DESTROY, (sid,)))
+
+    def sessions_of(self, user: str, now: float) -> list[tuple[str, Record]]:
+        rows = self._run("sessions_of", lambda db: db.execute(_SESSIONS_OF, (user, now)).fetchall())
+        return [
+            (sid, Record(_data(data), created, accessed, idle, deadline, bool(persistent)))
+            for sid, data, created, accessed, idle, deadline, persistent in rows
+        ]
+
+    def gc(self, now: float) -> int:
+        """Delete dead rows, ``gc_batch`` per transaction (the write lock is
+        released between batches, so requests go on during a long sweep)."""
+        removed = 0
+        while True:
+            n = self._run("gc", lambda db: db.execute(_GC, (now, self.gc_batch)).rowcount)
+            removed += n
+            if n < self.gc_batch:
+                return removed
+
+    def count(self) -> int:
+        """Rows in the table: live sessions and dead ones gc has not removed yet."""
+        return int(self._run("count", lambda db: db.execute(_COUNT).fetchone()[0]))
+
+    def close(self) -> None:
+        """Close the connections this process opened (in any thread)."""
+        pid = os.getpid()
+        with self._lock:
+            conns = [conn for conn in self._connections if conn.pid == pid]
+            self._connections.clear()
+        for conn in conns:
+            conn.db.close()
+        self._local = threading.local()
+
+
+def _data(text: str) -> dict[str, Any]:
+    return {key: _decode_value(value) for key, value in _decode(text).items()}
