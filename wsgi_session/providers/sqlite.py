@@ -50,7 +50,9 @@ CREATE INDEX IF NOT EXISTS wsgi_sessions_user ON wsgi_sessions (user) WHERE user
 """
 
 # expires() in SQL, for an access at :now with idle timeout `idle`.
-_EXPIRES = "CASE WHEN deadline IS NULL OR :now + {idle} < deadline THEN :now + {idle} ELSE deadline END"
+_EXPIRES = (
+    "CASE WHEN deadline IS NULL OR :now + {idle} < deadline THEN :now + {idle} ELSE deadline END"
+)
 
 _CREATE = (
     "INSERT INTO wsgi_sessions (sid, data, created, accessed, previous, idle, deadline,"
@@ -84,6 +86,7 @@ _decode_value = values.decode
 # be garbage-collected closes it, so it is kept here, unused, for good: at
 # most one per thread of the parent, per fork.
 _inherited: list[sqlite3.Connection] = []
+
 
 class _Connection:
     """One thread's connection, and the process that opened it."""
@@ -289,7 +292,9 @@ class SqliteProvider(Provider):
             sets.append("user = :user")
             params["user"] = user
         # The liveness check is the WHERE clause of the write itself.
-        statement = f"UPDATE wsgi_sessions SET {', '.join(sets)} WHERE sid = :sid AND expires > :now"
+        statement = (
+            f"UPDATE wsgi_sessions SET {', '.join(sets)} WHERE sid = :sid AND expires > :now"
+        )
         return self._run("save", lambda db: db.execute(statement, params).rowcount) == 1
 
     def rename(self, old: str, new: str, now: float) -> bool:
