@@ -16,6 +16,7 @@ import pytest
 
 from wsgi_session import ProviderError, registry
 from wsgi_session.providers.sqlite import SCHEMA_VERSION, SqliteProvider
+from wsgi_session.values import MAX_DEPTH, checked_copy
 
 ROOT = Path(__file__).resolve().parent.parent
 SID = "s" * 43
@@ -86,6 +87,13 @@ def test_registered_as_sqlite_and_creates_nothing_until_used(path: Path) -> None
 
 # -- the contract ---------------------------------------------------------------
 
+def nested(depth: int) -> Any:
+    value: Any = "x"
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
 ODD_VALUES = {
     "float": 1.0,
     "big": 2**1000,
@@ -100,10 +108,13 @@ ODD_VALUES = {
     "$.path": 3,
     "line\nbreak\t": 4,
     "日本": 5,
+    "deepest": nested(MAX_DEPTH),
 }
 
 
 def test_values_come_back_exactly(store: SqliteProvider) -> None:
+    for key, value in ODD_VALUES.items():
+        checked_copy(key, value)  # all of them allowed
     new(store, data=ODD_VALUES)
     record = store.load(SID, T0 + 1)
     assert record is not None
@@ -385,7 +396,7 @@ def test_a_locked_database_raises_provider_error_then_recovers(
     holder.execute("BEGIN EXCLUSIVE")
     try:
         with caplog.at_level(logging.ERROR, logger="wsgi_session"):
-            with pytest.raises(ProviderError, match="locked") as caught:
+            with pytest.raises(ProviderError, match="locked.*busy_timeout") as caught:
                 store.save(SID, {"a": 2}, (), T0 + 1)
             with pytest.raises(ProviderError):
                 store.load(SID, T0 + 1)
