@@ -107,7 +107,10 @@ class _Connection:
         self.pid = os.getpid()
 
     def __del__(self) -> None:
-        if self.pid != os.getpid():
+        # The thread ended, or the provider was dropped or closed.
+        if self.pid == os.getpid():
+            self.db.close()
+        else:
             _inherited.append(self.db)
 
 
