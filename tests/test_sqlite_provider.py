@@ -15,7 +15,9 @@ from typing import Any
 import pytest
 
 from wsgi_session import ProviderError, registry
+from wsgi_session.provider import Provider
 from wsgi_session.providers.sqlite import SCHEMA_VERSION, SqliteProvider
+from wsgi_session.testing import ProviderTests
 from wsgi_session.values import MAX_DEPTH, checked_copy
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -42,6 +44,22 @@ def new(
     kw.setdefault("idle", 60.0)
     kw.setdefault("deadline", None)
     store.create(sid, data or {}, T0, **kw)
+
+
+class TestSqliteConformance(ProviderTests):
+    @pytest.fixture(autouse=True)
+    def _directory(self, tmp_path: Path) -> None:
+        self.path = tmp_path / "sessions.db"
+
+    def make_provider(self) -> Provider:
+        return SqliteProvider(self.path)
+
+    def break_store(self, provider: Provider) -> None:
+        """Replace the file with garbage (the provider's connections closed first)."""
+        provider.close()
+        for name in (self.path, Path(f"{self.path}-wal"), Path(f"{self.path}-shm")):
+            name.unlink(missing_ok=True)
+        self.path.write_bytes(b"not a database" * 1000)
 
 
 # -- options ------------------------------------------------------------------
