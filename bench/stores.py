@@ -41,7 +41,7 @@ SCENARIOS = {
 
 
 @contextmanager
-def managers(directory: str) -> Iterator[dict[str, Any]]:
+def managers(directory: str, redis: bool) -> Iterator[dict[str, Any]]:
     """A Manager per available store, closed at the end."""
     from wsgi_session import Manager
 
@@ -53,7 +53,9 @@ def managers(directory: str) -> Iterator[dict[str, Any]]:
     }
     stack = ExitStack()
     with stack:
-        if shutil.which("redis-server") is None:
+        if not redis:
+            print("# redis: not asked for")
+        elif shutil.which("redis-server") is None:
             print("# redis: skipped (redis-server is not on PATH)")
         else:
             try:
@@ -112,10 +114,14 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("-n", type=int, default=2000, help="operations per block")
     parser.add_argument("--dir", default=None, help="where the SQLite file goes")
+    parser.add_argument("--no-redis", action="store_true", help="memory and sqlite only")
     args = parser.parse_args()
     rounds, n = (3, 100) if args.quick else (args.rounds, args.n)
 
-    with tempfile.TemporaryDirectory(dir=args.dir) as directory, managers(directory) as stores:
+    with (
+        tempfile.TemporaryDirectory(dir=args.dir) as directory,
+        managers(directory, not args.no_redis) as stores,
+    ):
         when = f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC"
         print(f"# wsgi_session stores, per request, through the Manager, {when}")
         print(f"# {machine()}, Python {platform.python_version()}")

@@ -32,8 +32,14 @@ SCHEMA_VERSION = 1
 # twice made a load of seven keys 2.5 times slower: 24 against 9 us.)
 # ``previous`` is the access before the last one (what a load reports:
 # RETURNING can only see the updated row).
-# ``expires`` = min(accessed + idle, deadline), indexed for gc and kept up
-# to date by every access.
+# ``expires`` = min(accessed + idle, deadline), kept exact by every access:
+# every statement checks liveness with it. It is not indexed, because an
+# index entry moved on each access made a load or a save a quarter dearer
+# (27 against 20 us of CPU each, SQLite 3.40). gc finds dead rows through
+# ``sweep_at`` instead, indexed and never later than ``expires`` (a lower
+# bound: accesses only move ``expires`` later, and a save that changes the
+# lifetime sets both). gc deletes the rows it finds dead and moves the live
+# ones' ``sweep_at`` up to their ``expires``.
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS wsgi_sessions (
     sid TEXT PRIMARY KEY,
@@ -45,9 +51,10 @@ CREATE TABLE IF NOT EXISTS wsgi_sessions (
     deadline REAL,
     persistent INTEGER NOT NULL,
     user TEXT,
-    expires REAL NOT NULL
+    expires REAL NOT NULL,
+    sweep_at REAL NOT NULL
 ) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS wsgi_sessions_expires ON wsgi_sessions (expires);
+CREATE INDEX IF NOT EXISTS wsgi_sessions_sweep_at ON wsgi_sessions (sweep_at);
 CREATE INDEX IF NOT EXISTS wsgi_sessions_user ON wsgi_sessions (user) WHERE user IS NOT NULL;
 """
 
@@ -58,8 +65,8 @@ _EXPIRES = (
 
 _CREATE = (
     "INSERT INTO wsgi_sessions (sid, data, created, accessed, previous, idle, deadline,"
-    " persistent, user, expires)"
-    " VALUES (:sid, :data, :now, :now, :now, :idle, :deadline, :persistent, :user, :expires)"
+    " persistent, user, expires, sweep_at) VALUES"
+    " (:sid, :data, :now, :now, :now, :idle, :deadline, :persistent, :user, :expires, :expires)"
 )
 _LOAD = (
     "UPDATE wsgi_sessions SET previous = accessed, accessed = :now, expires = "
@@ -73,10 +80,9 @@ _SESSIONS_OF = (
     "SELECT sid, data, created, accessed, idle, deadline, persistent FROM wsgi_sessions"
     " WHERE user = ? AND expires > ?"
 )
-_GC = (
-    "DELETE FROM wsgi_sessions WHERE sid IN"
-    " (SELECT sid FROM wsgi_sessions WHERE expires <= ? LIMIT ?)"
-)
+_GC_FIND = "SELECT sid, expires FROM wsgi_sessions WHERE sweep_at <= ? ORDER BY sweep_at LIMIT ?"
+_GC_DELETE = "DELETE FROM wsgi_sessions WHERE sid = ? AND expires <= ?"
+_GC_BUMP = "UPDATE wsgi_sessions SET sweep_at = expires WHERE sid = ?"
 _COUNT = "SELECT count(*) FROM wsgi_sessions"
 
 _key = json.JSONEncoder(ensure_ascii=False).encode  # keys are checked: UTF-8, no NUL
@@ -299,6 +305,8 @@ class SqliteProvider(Provider):
                 "idle = :idle",
                 "persistent = :persistent",
                 "expires = " + _EXPIRES.format(idle=":idle"),
+                # A shorter idle may make it expire sooner: keep the lower bound.
+                "sweep_at = " + _EXPIRES.format(idle=":idle"),
             ]
         if user is not UNCHANGED:
             sets.append("user = :user")
@@ -325,14 +333,28 @@ class SqliteProvider(Provider):
         ]
 
     def gc(self, now: float) -> int:
-        """Delete dead rows, ``gc_batch`` per transaction (the write lock is
-        released between batches, so requests go on during a long sweep)."""
+        """Delete dead rows, ``gc_batch`` rows per transaction (the write lock
+        is released between batches, so requests go on during a long sweep)."""
         removed = 0
         while True:
-            n = self._run("gc", lambda db: db.execute(_GC, (now, self.gc_batch)).rowcount)
+            found, n = self._run("gc", lambda db: self._sweep(db, now))
             removed += n
-            if n < self.gc_batch:
+            if found < self.gc_batch:
                 return removed
+
+    def _sweep(self, db: sqlite3.Connection, now: float) -> tuple[int, int]:
+        """One batch: how many rows it looked at, and how many it deleted."""
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            rows = db.execute(_GC_FIND, (now, self.gc_batch)).fetchall()
+            dead = [(sid, now) for sid, expires in rows if expires <= now]
+            db.executemany(_GC_DELETE, dead)
+            db.executemany(_GC_BUMP, [(sid,) for sid, expires in rows if expires > now])
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        return len(rows), len(dead)
 
     def count(self) -> int:
         """Rows in the table: live sessions and dead ones gc has not removed yet."""
