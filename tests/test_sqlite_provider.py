@@ -106,6 +106,7 @@ def test_registered_as_sqlite_and_creates_nothing_until_used(path: Path) -> None
 
 # -- the contract ---------------------------------------------------------------
 
+
 def nested(depth: int) -> Any:
     value: Any = "x"
     for _ in range(depth):
@@ -306,6 +307,7 @@ def test_destroy_racing_saves_from_threads_wins(path: Path) -> None:
 
 # -- per-key writes from many writers --------------------------------------------------
 
+# Each script waits for the file named by its last argument, so that all start at once.
 WRITER = textwrap.dedent(
     """
     import os, sys, time
@@ -322,35 +324,59 @@ WRITER = textwrap.dedent(
     store.close()
     """
 )
+FIRST_USE = textwrap.dedent(
+    """
+    import os, sys, time
+    from wsgi_session.providers.sqlite import SqliteProvider
+    path, sid, go = sys.argv[1:]
+    store = SqliteProvider(path)
+    print("ready", flush=True)
+    while not os.path.exists(go):
+        time.sleep(0.001)
+    store.create(sid, {"mine": sid}, 1_000_000.0, idle=60.0, deadline=None)
+    assert store.load(sid, 1_000_001.0).data == {"mine": sid}
+    store.close()
+    """
+)
+
+
+def run_together(script: str, argvs: list[list[str]], go: Path) -> None:
+    """Run ``python -c script *argv`` for each argv, released at the same moment."""
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+    }
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", script, *argv, str(go)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        for argv in argvs
+    ]
+    try:
+        for proc in procs:
+            assert proc.stdout is not None and proc.stderr is not None
+            assert proc.stdout.readline() == b"ready\n", proc.stderr.read().decode()
+        go.touch()
+        for proc in procs:
+            _, err = proc.communicate(timeout=60)
+            assert proc.returncode == 0, err.decode()
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
 
 
 def test_processes_writing_different_keys_at_once_keep_every_write(
     store: SqliteProvider, path: Path, tmp_path: Path
 ) -> None:
     new(store, idle=3600.0, data={"base": "kept"})
-    go = tmp_path / "go"
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
-    }
-    writers = 4
-    rounds = 150
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-c", WRITER, str(path), SID, f"p{n}", str(rounds), str(go)],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-        )  # fmt: skip
-        for n in range(writers)
-    ]
-    for proc in procs:
-        assert proc.stdout is not None
-        assert proc.stdout.readline() == b"ready\n", proc.stderr and proc.stderr.read()
-    go.touch()  # all at once
-    for proc in procs:
-        _, err = proc.communicate(timeout=60)
-        assert proc.returncode == 0, err.decode()
+    writers, rounds = 4, 150
+    argvs = [[str(path), SID, f"p{n}", str(rounds)] for n in range(writers)]
+    run_together(WRITER, argvs, tmp_path / "go")
     record = store.load(SID, T0 + 2)
     assert record is not None
     expected: dict[str, Any] = {"base": "kept"}
@@ -358,6 +384,17 @@ def test_processes_writing_different_keys_at_once_keep_every_write(
         expected[f"p{n}"] = rounds - 1
         expected[f"p{n}-{rounds - 1}"] = rounds - 1
     assert record.data == expected
+
+
+def test_processes_creating_the_file_at_once(path: Path, tmp_path: Path) -> None:
+    """The first use in each process (WAL switch, schema) races with the others'."""
+    sids = [f"{n:043d}" for n in range(6)]
+    run_together(FIRST_USE, [[str(path), sid] for sid in sids], tmp_path / "go")
+    store = SqliteProvider(path)
+    for sid in sids:
+        record = store.load(sid, T0 + 2)
+        assert record is not None and record.data == {"mine": sid}
+    store.close()
 
 
 def test_threads_writing_different_keys_at_once_keep_every_write(store: SqliteProvider) -> None:
@@ -383,6 +420,19 @@ def test_threads_writing_different_keys_at_once_keep_every_write(store: SqlitePr
     record = store.load(SID, T0 + 2)
     assert record is not None
     assert record.data == {f"t{n}": rounds - 1 for n in range(writers)}
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc/self/fd")
+def test_a_thread_that_ends_leaves_no_open_connection(store: SqliteProvider) -> None:
+    """A server that starts a thread per request must not pile up open files."""
+    new(store)
+    assert store.load(SID, T0) is not None  # this thread's connection, open
+    before = len(os.listdir("/proc/self/fd"))
+    for _ in range(30):
+        thread = threading.Thread(target=store.load, args=(SID, T0 + 1))
+        thread.start()
+        thread.join()
+    assert len(os.listdir("/proc/self/fd")) <= before + 3  # at most one more connection
 
 
 # -- fork ---------------------------------------------------------------------------
