@@ -11,23 +11,32 @@ and the ratios compare sqlite with memory and with Redis. The SQLite file is
 in a temporary directory (its file system is printed: tmpfs is faster than
 a disk). Redis runs only if ``redis-server`` is on PATH and redis-py is
 installed, on a private server started as bench/redis_bench.py does.
+
+Two tables: wall-clock time, and this process's CPU time (on a busy machine
+the first grows with every wait for a CPU; Redis's work is only in the
+first). Then the shared stores under ``-p`` processes at once (as
+``gunicorn -w 4`` would run them), in requests per second all together.
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
+import importlib.util
+import json
 import os
 import platform
 import shutil
 import sqlite3
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # redis_bench, run as a script
@@ -41,35 +50,34 @@ SCENARIOS = {
 
 
 @contextmanager
-def managers(directory: str, redis: bool) -> Iterator[dict[str, Any]]:
-    """A Manager per available store, closed at the end."""
-    from wsgi_session import Manager
-
-    made: dict[str, Any] = {
-        "memory": Manager("memory", gc_interval=None),
-        "sqlite": Manager(
-            "sqlite", {"path": os.path.join(directory, "sessions.db")}, gc_interval=None
-        ),
+def store_options(directory: str, redis: bool) -> Iterator[dict[str, dict[str, Any]]]:
+    """The provider_options of each available store (a Redis server runs meanwhile)."""
+    stores: dict[str, dict[str, Any]] = {
+        "memory": {},
+        "sqlite": {"path": os.path.join(directory, "sessions.db")},
     }
-    stack = ExitStack()
-    with stack:
+    with ExitStack() as stack:
         if not redis:
             print("# redis: not asked for")
         elif shutil.which("redis-server") is None:
             print("# redis: skipped (redis-server is not on PATH)")
+        elif importlib.util.find_spec("redis") is None:
+            print("# redis: skipped (pip install redis)")
         else:
-            try:
-                import redis  # noqa: F401
-            except ImportError:
-                print("# redis: skipped (pip install redis)")
-            else:
-                url = stack.enter_context(redis_server())
-                made["redis"] = Manager("redis", {"url": url}, gc_interval=None)
-        try:
-            yield made
-        finally:
-            for manager in made.values():
-                manager.close()
+            stores["redis"] = {"url": stack.enter_context(redis_server())}
+        yield stores
+
+
+@contextmanager
+def managers(stores: dict[str, dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    from wsgi_session import Manager
+
+    made = {name: Manager(name, options, gc_interval=None) for name, options in stores.items()}
+    try:
+        yield made
+    finally:
+        for manager in made.values():
+            manager.close()
 
 
 def operation(manager: Any, scenario: str) -> Callable[[], None]:
@@ -86,12 +94,13 @@ def operation(manager: Any, scenario: str) -> Callable[[], None]:
     return rw
 
 
-def per_operation(call: Callable[[], None], n: int) -> float:
+def per_operation(call: Callable[[], None], n: int) -> tuple[float, float]:
+    """Seconds per call: wall-clock, and this process's CPU."""
     gc.collect()
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     for _ in range(n):
         call()
-    return (time.perf_counter() - start) / n
+    return (time.perf_counter() - start) / n, (time.process_time() - cpu) / n
 
 
 def file_system(directory: str) -> str:
@@ -115,19 +124,25 @@ def main() -> None:
     parser.add_argument("-n", type=int, default=2000, help="operations per block")
     parser.add_argument("--dir", default=None, help="where the SQLite file goes")
     parser.add_argument("--no-redis", action="store_true", help="memory and sqlite only")
+    parser.add_argument("-p", "--processes", type=int, default=4, help="for the shared test")
+    parser.add_argument("--worker", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
     rounds, n = (3, 100) if args.quick else (args.rounds, args.n)
 
+    if args.worker:
+        worker(*args.worker)
+        return
     with (
         tempfile.TemporaryDirectory(dir=args.dir) as directory,
-        managers(directory, not args.no_redis) as stores,
+        store_options(directory, not args.no_redis) as options,
+        managers(options) as stores,
     ):
         when = f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC"
         print(f"# wsgi_session stores, per request, through the Manager, {when}")
         print(f"# {machine()}, Python {platform.python_version()}")
         print(f"# SQLite {sqlite3.sqlite_version} on {file_system(directory)} ({directory})")
         print(f"# {rounds} rounds x {n} operations per scenario and store")
-        times: dict[tuple[str, str], list[float]] = {}
+        times: dict[tuple[str, str], list[tuple[float, float]]] = {}
         for r in range(rounds):
             for scenario in SCENARIOS:
                 names = list(stores) if r % 2 == 0 else list(reversed(stores))
@@ -136,17 +151,70 @@ def main() -> None:
                     call()  # warm: connection open, statements prepared
                     times.setdefault((scenario, name), []).append(per_operation(call, n))
 
-        print("\nMedian time per request (microseconds)")
-        header = "".join(f"{name:>9}" for name in stores)
-        ratios = "  sqlite/memory" + ("  sqlite/redis" if "redis" in stores else "")
-        print(f"  {'scenario':32}{header}{ratios}")
-        for scenario, what in SCENARIOS.items():
-            us = {name: statistics.median(times[scenario, name]) * 1e6 for name in stores}
-            row = "".join(f"{us[name]:9.1f}" for name in stores)
-            row += f"  {us['sqlite'] / us['memory']:12.0f}x"
-            if "redis" in stores:
-                row += f"  {us['sqlite'] / us['redis']:11.2f}x"
-            print(f"  {what:32}{row}")
+        report(stores, times, 0, "Median time per request (microseconds, wall-clock)")
+        report(
+            stores,
+            times,
+            1,
+            "Median CPU time of this process per request (microseconds; Redis's own is not in it)",
+        )
+        shared = [name for name in options if name != "memory"]  # memory: one process only
+        print(
+            f"\n{args.processes} processes at once, each loading its own session and saving "
+            "one key (median of the rounds)"
+        )
+        for name in shared:
+            rates = [together(name, options[name], args.processes, n) for _ in range(rounds)]
+            print(f"  {name:8} {statistics.median(rates):9.0f} requests/s")
+
+
+def together(name: str, options: dict[str, Any], processes: int, n: int) -> float:
+    """Requests per second of ``processes`` workers doing "rw" at the same moment."""
+    with tempfile.TemporaryDirectory() as directory:
+        go = os.path.join(directory, "go")
+        argv = [sys.executable, __file__, "--worker", name, json.dumps(options), str(n), go]
+        procs = [
+            subprocess.Popen(argv, stdout=subprocess.PIPE, text=True) for _ in range(processes)
+        ]
+        for proc in procs:
+            assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
+        Path(go).touch()
+        elapsed = [float(proc.communicate(timeout=600)[0]) for proc in procs]
+    return processes * n / max(elapsed)
+
+
+def worker(name: str, options: str, n: str, go: str) -> None:
+    """One process of :func:`together`: print "ready", wait for ``go``, print the seconds."""
+    with managers({name: json.loads(options)}) as made:
+        call = operation(made[name], "rw")
+        call()
+        print("ready", flush=True)
+        while not os.path.exists(go):
+            time.sleep(0.001)
+        start = time.perf_counter()
+        for _ in range(int(n)):
+            call()
+        print(time.perf_counter() - start, flush=True)
+
+
+def report(
+    stores: dict[str, Any], times: dict[tuple[str, str], list[tuple[float, float]]], which: int,
+    title: str,
+) -> None:  # fmt: skip
+    print(f"\n{title}")
+    header = "".join(f"{name:>9}" for name in stores)
+    ratios = "  sqlite/memory" + ("  sqlite/redis" if "redis" in stores else "")
+    print(f"  {'scenario':32}{header}{ratios}")
+    for scenario, what in SCENARIOS.items():
+        us = {
+            name: statistics.median(t[which] for t in times[scenario, name]) * 1e6
+            for name in stores
+        }
+        row = "".join(f"{us[name]:9.1f}" for name in stores)
+        row += f"  {us['sqlite'] / us['memory']:12.1f}x"
+        if "redis" in stores:
+            row += f"  {us['sqlite'] / us['redis']:11.2f}x"
+        print(f"  {what:32}{row}")
 
 
 if __name__ == "__main__":
