@@ -519,6 +519,21 @@ def test_a_corrupt_file_raises_provider_error_and_is_left_as_it_is(
     store.close()
 
 
+@pytest.mark.parametrize("data", ["not json", "[1]", '{"a": 1}', '{"a": []}'])
+def test_a_damaged_row_raises_provider_error(
+    store: SqliteProvider, path: Path, data: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    new(store, data={"a": 1}, user="alice")
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE wsgi_sessions SET data = ?", (data,))
+    db.close()
+    for call in (lambda: store.load(SID, T0 + 1), lambda: store.sessions_of("alice", T0 + 1)):
+        with pytest.raises(ProviderError, match="damaged") as caught:
+            call()
+        assert isinstance(caught.value.__cause__, sqlite3.DatabaseError)
+    assert SID not in caplog.text and "damaged" in caplog.text
+
+
 def test_a_table_from_a_newer_schema_is_refused(path: Path) -> None:
     with sqlite3.connect(path) as db:
         db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
