@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -466,6 +467,39 @@ def test_a_forked_child_opens_its_own_connection_and_leaves_the_parents_alone(
     assert store._db() is parents  # untouched by the child
     record = store.load(SID, T0 + 2)
     assert record is not None and record.data == {"n": 0, "child": 49, "parent": 49}
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork on this platform")
+def test_a_child_forked_while_another_thread_opens_a_connection_does_not_hang(
+    store: SqliteProvider,
+) -> None:
+    new(store, data={"n": 0}, idle=3600.0)
+    held, release = threading.Event(), threading.Event()
+
+    def opening() -> None:  # stands for a thread caught registering its new connection
+        with store._lock:  # white box: the lock that registration takes
+            held.set()
+            release.wait(10)
+
+    thread = threading.Thread(target=opening)
+    thread.start()
+    held.wait(10)
+    try:
+        pid = os.fork()
+        if pid == 0:  # the child: the lock's holder did not come along
+            status = 1
+            try:
+                signal.alarm(5)  # a hang ends the child, failed
+                record = store.load(SID, T0 + 1)
+                store.close()
+                status = 0 if record is not None and record.data == {"n": 0} else 2
+            finally:
+                os._exit(status)
+        _, status = os.waitpid(pid, 0)
+    finally:
+        release.set()
+        thread.join()
+    assert os.waitstatus_to_exitcode(status) == 0
 
 
 # -- failures ------------------------------------------------------------------------

@@ -173,10 +173,15 @@ class SqliteProvider(Provider):
         self.busy_timeout = options.seconds("busy_timeout", busy_timeout)
         self.gc_batch = options.positive_int("gc_batch", gc_batch)
         self._local = threading.local()
-        # Every connection this provider opened, for close().
-        self._connections: weakref.WeakSet[_Connection] = weakref.WeakSet()
-        self._lock = threading.Lock()
         self._schema_pid = 0  # the process that has checked the schema
+        self._forked()
+
+    def _forked(self) -> None:
+        """Start this process's list of connections, for close(). (After a
+        fork, the lock may have been held by a thread that is not there.)"""
+        self._pid = os.getpid()
+        self._lock = threading.Lock()
+        self._connections: weakref.WeakSet[_Connection] = weakref.WeakSet()
 
     # -- connections ----------------------------------------------------------
 
@@ -202,6 +207,8 @@ class SqliteProvider(Provider):
             raise
         conn = _Connection(db)
         self._local.conn = conn
+        if self._pid != conn.pid:
+            self._forked()
         with self._lock:
             self._connections.add(conn)
         return db
@@ -225,7 +232,8 @@ class SqliteProvider(Provider):
                 )
             db.execute("COMMIT")
         except BaseException:
-            db.execute("ROLLBACK")
+            if db.in_transaction:  # not if BEGIN itself failed
+                db.execute("ROLLBACK")
             raise
 
     def _run(self, what: str, call: Callable[[sqlite3.Connection], T]) -> T:
@@ -345,7 +353,8 @@ class SqliteProvider(Provider):
             db.executemany(_GC_BUMP, [(sid,) for sid, expires in rows if expires > now])
             db.execute("COMMIT")
         except BaseException:
-            db.execute("ROLLBACK")
+            if db.in_transaction:  # not if BEGIN itself failed
+                db.execute("ROLLBACK")
             raise
         return len(rows), len(dead)
 
@@ -355,9 +364,10 @@ class SqliteProvider(Provider):
 
     def close(self) -> None:
         """Close the connections this process opened (in any thread)."""
-        pid = os.getpid()
+        if self._pid != os.getpid():
+            self._forked()  # nothing opened here yet
         with self._lock:
-            conns = [conn for conn in self._connections if conn.pid == pid]
+            conns = list(self._connections)
             self._connections.clear()
         for conn in conns:
             conn.db.close()
