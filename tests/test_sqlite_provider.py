@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import FakeClock
 
-from wsgi_session import ProviderError, registry
+from wsgi_session import Manager, ProviderError, registry
 from wsgi_session.provider import Provider
 from wsgi_session.providers.sqlite import SCHEMA_VERSION, SqliteProvider
 from wsgi_session.testing import ProviderTests
@@ -583,3 +584,34 @@ def test_close_then_use_reconnects(store: SqliteProvider) -> None:
     store.close()
     record = store.load(SID, T0 + 1)
     assert record is not None and record.data == {"a": 1}
+
+
+# -- through the middleware and the manager --------------------------------------------
+
+
+def test_the_middleware_on_sqlite(make_app: Any, clock: FakeClock, path: Path) -> None:
+    mw, client = make_app(provider="sqlite", provider_options={"path": str(path)})
+    assert client.get("/").text.startswith("n=1 ")
+    assert client.get("/").text.startswith("n=2 ")
+    first = client.cookies["session_id"]
+    assert client.get("/login").text == "n=2 user=alice"
+    assert client.cookies["session_id"] != first
+    clock.advance(3599)
+    assert client.get("/peek").text == "n=2 user=alice"  # the load slid the idle timeout
+    clock.advance(3600)
+    assert client.get("/peek").text == "n=0 user=None"  # expired, never returned
+    assert mw.manager.gc() == 1
+
+
+def test_the_manager_on_sqlite_lists_and_revokes_a_users_sessions(
+    clock: FakeClock, path: Path
+) -> None:
+    manager = Manager("sqlite", {"path": str(path)}, clock=clock, gc_interval=None)
+    sids = [manager.create({"i": i}, user="alice") for i in range(3)]
+    manager.create({}, user="bob")
+    assert len(manager.sessions_of("alice")) == 3
+    keep = manager.sessions_of("alice")[0].handle
+    assert manager.revoke_user("alice", keep=keep) == 2
+    assert [manager.load(sid) is not None for sid in sids].count(True) == 1
+    assert len(manager.sessions_of("bob")) == 1
+    manager.close()
