@@ -142,9 +142,11 @@ class SqliteProvider(Provider):
     never read, listed or written; :meth:`gc` then deletes dead rows,
     ``gc_batch`` per transaction.
 
-    ``path`` is the database file, created with its table on first use.
-    ``:memory:`` is refused: every connection (each thread and process) would
-    have a database of its own.
+    ``path`` is the database file, created with its table on first use, in
+    a directory every worker can write (SQLite keeps ``-wal`` and ``-shm``
+    files beside it) on a local file system (WAL mode shares memory between
+    processes: not over NFS). ``:memory:`` is refused: every connection (each
+    thread and process) would have a database of its own.
     """
 
     def __init__(
