@@ -11,6 +11,8 @@ import sys
 import textwrap
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +37,7 @@ def path(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def store(path: Path) -> Any:
+def store(path: Path) -> Iterator[SqliteProvider]:
     provider = SqliteProvider(path)
     yield provider
     provider.close()
@@ -100,7 +102,7 @@ def test_registered_as_sqlite_and_creates_nothing_until_used(path: Path) -> None
     assert not path.exists()
     assert provider.load(SID, T0) is None
     assert path.exists()
-    with sqlite3.connect(path) as db:
+    with closing(sqlite3.connect(path)) as db:
         assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     provider.close()
