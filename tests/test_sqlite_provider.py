@@ -343,6 +343,30 @@ FIRST_USE = textwrap.dedent(
     """
 )
 
+RACER = textwrap.dedent(
+    """
+    import os, sys, time
+    from wsgi_session.providers.sqlite import SqliteProvider
+    path, sid, key, go = sys.argv[1:]
+    store = SqliteProvider(path)
+    store.load(sid, 1_000_001.0)
+    print("ready", flush=True)
+    while not os.path.exists(go):
+        time.sleep(0.001)
+    if key == "destroy":
+        time.sleep(0.05)
+        store.destroy(sid)
+    else:
+        # Save until the destroy shows, then 100 times more: never again True.
+        results, end = [], time.monotonic() + 10
+        while results.count(False) < 100 and time.monotonic() < end:
+            results.append(store.save(sid, {key: len(results)}, (), 1_000_001.0))
+        assert results.count(False) == 100, "the destroy never showed"
+        assert results == sorted(results, reverse=True), "a save after the destroy"
+    store.close()
+    """
+)
+
 
 def run_together(script: str, argvs: list[list[str]], go: Path) -> None:
     """Run ``python -c script *argv`` for each argv, released at the same moment."""
@@ -388,6 +412,16 @@ def test_processes_writing_different_keys_at_once_keep_every_write(
         expected[f"p{n}"] = rounds - 1
         expected[f"p{n}-{rounds - 1}"] = rounds - 1
     assert record.data == expected
+
+
+def test_a_destroy_from_another_process_wins_over_saves(
+    store: SqliteProvider, path: Path, tmp_path: Path
+) -> None:
+    new(store, idle=3600.0)
+    argvs = [[str(path), SID, key] for key in ("a", "b", "c", "destroy")]
+    run_together(RACER, argvs, tmp_path / "go")
+    assert store.load(SID, T0 + 2) is None
+    assert store.count() == 0
 
 
 def test_processes_creating_the_file_at_once(path: Path, tmp_path: Path) -> None:
