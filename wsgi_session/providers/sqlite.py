@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import os
 import sqlite3
 import threading
@@ -14,9 +13,8 @@ from typing import Any, TypeVar
 
 from .. import options, values
 from ..errors import ProviderError
+from ..logs import log
 from ..provider import UNCHANGED, Provider, Record
-
-log = logging.getLogger("wsgi_session")
 
 T = TypeVar("T")
 
