@@ -96,7 +96,7 @@ _HINTS = {
 
 # Connections opened in another process (inherited through fork). Closing one
 # would touch a file (and its locks) the parent is still using, and letting it
-# be garbage-collected closes it, so it is kept here, unused, for good: at
+# be garbage-collected closes it, so it is kept here, unused, until exit: at
 # most one per thread of the parent, per fork.
 _inherited: list[sqlite3.Connection] = []
 
