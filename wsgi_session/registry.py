@@ -81,5 +81,12 @@ def _redis(**options: Any) -> Provider:
     return RedisProvider(**options)
 
 
+def _sqlite(**options: Any) -> Provider:
+    from .providers.sqlite import SqliteProvider
+
+    return SqliteProvider(**options)
+
+
 register("memory", _memory)
 register("redis", _redis)
+register("sqlite", _sqlite)
