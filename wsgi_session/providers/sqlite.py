@@ -6,6 +6,7 @@ import json
 import os
 import sqlite3
 import threading
+import time
 import weakref
 from collections.abc import Callable, Collection, Iterable, Mapping
 from types import EllipsisType
@@ -214,8 +215,7 @@ class SqliteProvider(Provider):
         return db
 
     def _create_schema(self, db: sqlite3.Connection) -> None:
-        # WAL: readers never block the writer, and commits are cheap.
-        db.execute("PRAGMA journal_mode = WAL")
+        self._use_wal(db)
         db.execute("BEGIN IMMEDIATE")
         try:
             version = db.execute("PRAGMA user_version").fetchone()[0]
@@ -235,6 +235,24 @@ class SqliteProvider(Provider):
             if db.in_transaction:  # not if BEGIN itself failed
                 db.execute("ROLLBACK")
             raise
+
+    def _use_wal(self, db: sqlite3.Connection) -> None:
+        """Switch the file to WAL (readers never block the writer, commits are
+        cheap). The mode is the file's, so only the first process switches.
+        SQLite answers "locked" at once, without its busy handler, while
+        another connection switches or holds a lock: try again until
+        ``busy_timeout`` (only when a process first opens the file)."""
+        deadline = time.monotonic() + self.busy_timeout
+        while True:
+            try:
+                mode = db.execute("PRAGMA journal_mode").fetchone()[0]
+                if mode != "wal":
+                    db.execute("PRAGMA journal_mode = WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.005)
 
     def _run(self, what: str, call: Callable[[sqlite3.Connection], T]) -> T:
         """``call(connection)``, SQLite's errors turned into ProviderError with a log line."""
