@@ -196,6 +196,30 @@ def counting_sends() -> Iterator[None]:
         cls.send_packed_command = original
 
 
+def ping_time(url: str, n: int) -> float:
+    """Seconds per bare round trip: PING sent and answered on one held
+    redis-py connection, the way the provider sends its commands (no pool,
+    no client method). The physical floor for one round trip."""
+    import redis
+
+    pool = redis.ConnectionPool.from_url(url)
+    conn = pool.make_connection()
+    conn.connect()
+    packed = (b"*1\r\n$4\r\nPING\r\n",)
+    try:
+        conn.send_packed_command(packed)
+        conn.read_response()
+        gc.collect()
+        start = time.perf_counter()
+        for _ in range(n):
+            conn.send_packed_command(packed)
+            conn.read_response()
+        return (time.perf_counter() - start) / n
+    finally:
+        conn.disconnect()
+        pool.disconnect()
+
+
 def server_commands(client: Any) -> dict[str, int]:
     """Calls per command so far, from INFO commandstats (commands a Lua
     script runs count too)."""
@@ -262,7 +286,9 @@ def main() -> None:
                     print(f"  {scenario:5} {name:13} {trips:g} round trips; {listed}")
 
         times: dict[tuple[str, str], list[float]] = {}
+        pings: list[float] = []
         for r in range(rounds):
+            pings.append(ping_time(url, n))
             for scenario in SCENARIOS:
                 names = list(apps) if r % 2 == 0 else list(reversed(apps))
                 for name in names:
@@ -276,6 +302,13 @@ def main() -> None:
             ours = statistics.median(times[scenario, "wsgi_session"]) * 1e6
             theirs = statistics.median(times[scenario, "beaker"]) * 1e6
             print(f"  {what:50} {ours:12.0f} {theirs:8.0f} {theirs / ours:8.2f}x")
+        ping = statistics.median(pings) * 1e6
+        print(f"\nA bare round trip (PING on a held connection): {ping:.1f} us")
+        print(f"  {'scenario':50} {'min. trips':>11} {'wsgi_session / bare':>20}")
+        for scenario, what in SCENARIOS.items():
+            ours = statistics.median(times[scenario, "wsgi_session"]) * 1e6
+            trips = 1 if scenario in ("new", "read") else 2
+            print(f"  {what:50} {trips:11d} {ours / (trips * ping):19.2f}x")
         client.close()
         apps["wsgi_session"].close()
 

@@ -4,122 +4,266 @@ from __future__ import annotations
 
 import hashlib
 import inspect
-import json
 import math
 import os
 import weakref
 from collections.abc import Collection, Iterator, Mapping
 from contextlib import contextmanager
+from types import EllipsisType
 from typing import TYPE_CHECKING, Any
 
+from .. import options, values
 from ..errors import ProviderError
-from ..manager import check_seconds
-from ..provider import Provider
+from ..provider import UNCHANGED, Provider, Record
 
 if TYPE_CHECKING:
     from redis import Redis
     from redis.cluster import RedisCluster
     from redis.connection import ConnectionPool
 
-# The hash field that holds the session's metadata: the absolute deadline
-# (epoch seconds) or "" for none. Session keys are non-empty, so no user key
-# can ever be this field; it also keeps a session whose data is empty alive.
-META = ""
+# A session's hash holds its data (one field per key, the value as
+# values.encode text) and two reserved fields that no session key can be
+# (keys are non-empty and hold no NUL):
+#
+# - META = "": "idle deadline persistent created[ user]": idle and created
+#   as float reprs, deadline likewise or "-" for none, persistent "0" or
+#   "1", and the user (any text) after a fourth space if there is one;
+# - ACCESSED = "\0": the last access, a float repr; apart so that an access
+#   rewrites only a number.
+#
+# Liveness is judged on the manager's clock (the `now` every call passes):
+# dead once now >= min(accessed + idle, deadline). Redis's own TTL,
+# min(idle, deadline - now) from the last access, removes what nobody
+# touches. Numbers are compared in Lua but never turned back into text
+# there (Lua's tostring keeps 14 digits): stored texts are the caller's.
+#
+# The user index: a set per user at `prefix + "user:" + user` whose members
+# are the sessions' Redis keys (a sid is URL-safe, never holds ":", so no
+# session key can be an index key). On one node the scripts below keep it
+# with the session: created, moved, emptied in the same step. Its TTL is
+# stretched to twice the session's whenever it would otherwise end first,
+# so an index outlives its sessions and then vanishes. On a cluster see
+# _Split. Members whose session has gone (expired in Redis, given to
+# another user) are skipped and removed when the index is read.
+META = b""
+ACCESSED = b"\x00"
 
-# Every script calls ttl(key, meta, now, idle): the key's TTL in
-# milliseconds, that is min(idle, deadline - now) with the deadline (in meta,
-# the metadata field's value) checked against the manager's clock; or nil if
-# the key is not a live session (no metadata field: absent, or not ours). A
-# session past its deadline is deleted there and then. Idle expiry itself is
-# Redis's: a key nobody touches for `idle` is gone.
-_TTL = """
-local function ttl(key, meta, now, idle)
-  if not meta then return nil end
-  local deadline = tonumber(meta)
-  if deadline then
-    local left = math.floor((deadline - tonumber(now)) * 1000)
-    if left < idle then idle = left end
-  end
-  if idle <= 0 then
-    redis.call('DEL', key)
-    return nil
-  end
-  return idle
+_COMMON = """
+local function lifetime(meta)
+  local idle, deadline = string.match(meta, '^(%S+) (%S+)')
+  return tonumber(idle), tonumber(deadline)
+end
+
+local function owner(meta)
+  return string.match(meta, '^%S+ %S+ %S+ %S+ (.*)$')
+end
+
+-- Whether the session (its META and ACCESSED fields, false if absent) is
+-- live at now. A dead one is deleted there and then, with its index entry
+-- (ix: the index key prefix, '' where the index is not kept here).
+local function live(k, meta, accessed, now, ix)
+  if not meta or not accessed then return false end
+  local idle, deadline = lifetime(meta)
+  local ends = tonumber(accessed) + idle
+  if deadline and deadline < ends then ends = deadline end
+  if now < ends then return true end
+  redis.call('DEL', k)
+  local u = ix ~= '' and owner(meta)
+  if u then redis.call('SREM', ix .. u, k) end
+  return false
+end
+
+-- The TTL in milliseconds of a live session accessed at now.
+local function ttl(meta, now)
+  local idle, deadline = lifetime(meta)
+  if deadline and deadline - now < idle then idle = deadline - now end
+  return math.ceil(idle * 1000)
+end
+
+-- Put k in the index at key ix and keep the index alive at least t ms.
+local function index(ix, k, t)
+  redis.call('SADD', ix, k)
+  if redis.call('PTTL', ix) < t then redis.call('PEXPIRE', ix, 2 * t) end
 end
 """
 
-# KEYS[1] session; ARGV now, idle_ms. The session's data as one JSON object,
-# or false. The stored values are JSON texts already, so the object is
-# assembled here and the client decodes it in one call.
+# KEYS session; ARGV now, ix. "accessed\\n{data as JSON}\\nmeta" with the
+# access before this one, or false. The stored values are JSON texts
+# already, so the object is assembled here and decoded in one call; JSON
+# holds no raw newline, and the meta (which may) comes last.
 _LOAD = (
-    _TTL
+    _COMMON
     + """
-local k = KEYS[1]
+local k, now, ix = KEYS[1], tonumber(ARGV[1]), ARGV[2]
 local h = redis.call('HGETALL', k)
-local meta
+local meta, accessed
 local out = {}
 for i = 1, #h, 2 do
-  if h[i] == '' then meta = h[i + 1]
-  else out[#out + 1] = cjson.encode(h[i]) .. ':' .. h[i + 1] end
+  local f = h[i]
+  if f == '' then meta = h[i + 1]
+  elseif f == '\\0' then accessed = h[i + 1]
+  else out[#out + 1] = cjson.encode(f) .. ':' .. h[i + 1] end
 end
-local t = ttl(k, meta, ARGV[1], tonumber(ARGV[2]))
-if not t then return false end
+if not live(k, meta, accessed, now, ix) then return false end
+local t = ttl(meta, now)
+redis.call('HSET', k, '\\0', ARGV[1])
 redis.call('PEXPIRE', k, t)
-return '{' .. table.concat(out, ',') .. '}'
+local u = ix ~= '' and owner(meta)
+if u then index(ix .. u, k, t) end
+return accessed .. '\\n{' .. table.concat(out, ',') .. '}\\n' .. meta
 """
 )
 
-# The same, but the fields and values as stored (the metadata field
-# included), for a rename across cluster slots.
-_FIELDS = (
-    _TTL
-    + """
-local k = KEYS[1]
-local t = ttl(k, redis.call('HGET', k, ''), ARGV[1], tonumber(ARGV[2]))
-if not t then return false end
-redis.call('PEXPIRE', k, t)
-return redis.call('HGETALL', k)
-"""
-)
-
-# KEYS[1] session; ARGV now, idle_ms, n, n field/value pairs, fields to delete.
-# 1 if saved, 0 if the session is not live: the existence check and the
-# write are one atomic step, so a destroyed or expired session never returns.
+# KEYS session; ARGV now, ix, n, idle, persistent, user?, user, then n
+# field/value pairs, then the fields to delete. idle and persistent are ''
+# to keep the session's; user? is '' to keep its user, '0' for none, '1'
+# for ARGV[7]. 1 if saved, 0 if the session is not live: the check and the
+# write are one step, so a destroyed or expired session never returns.
 _SAVE = (
-    _TTL
+    _COMMON
     + """
-local k = KEYS[1]
-local t = ttl(k, redis.call('HGET', k, ''), ARGV[1], tonumber(ARGV[2]))
-if not t then return 0 end
-local last = 3 + 2 * tonumber(ARGV[3])
-for i = 4, last, 2 do redis.call('HSET', k, ARGV[i], ARGV[i + 1]) end
-for i = last + 1, #ARGV do redis.call('HDEL', k, ARGV[i]) end
+local k, now, ix = KEYS[1], tonumber(ARGV[1]), ARGV[2]
+local m = redis.call('HMGET', k, '', '\\0')
+local meta = m[1]
+if not live(k, meta, m[2], now, ix) then return 0 end
+if ARGV[4] ~= '' or ARGV[6] ~= '' then
+  local idle, deadline, persistent, created = string.match(meta, '^(%S+) (%S+) (%S+) (%S+)')
+  local old = owner(meta)
+  local user = old
+  if ARGV[4] ~= '' then idle, persistent = ARGV[4], ARGV[5] end
+  if ARGV[6] == '0' then user = nil elseif ARGV[6] == '1' then user = ARGV[7] end
+  meta = idle .. ' ' .. deadline .. ' ' .. persistent .. ' ' .. created
+  if user then meta = meta .. ' ' .. user end
+  redis.call('HSET', k, '', meta)
+  if ix ~= '' and old and old ~= user then redis.call('SREM', ix .. old, k) end
+end
+local first = 8 + 2 * tonumber(ARGV[3])
+for i = 8, first - 1, 2 do redis.call('HSET', k, ARGV[i], ARGV[i + 1]) end
+for i = first, #ARGV do redis.call('HDEL', k, ARGV[i]) end
+local t = ttl(meta, now)
+redis.call('HSET', k, '\\0', ARGV[1])
 redis.call('PEXPIRE', k, t)
+local u = ix ~= '' and owner(meta)
+if u then index(ix .. u, k, t) end
 return 1
 """
 )
 
-# KEYS[1] session; ARGV ttl_ms, field/value pairs (the metadata field
-# included). Stores a new session.
-_WRITE = """
-local k = KEYS[1]
-for i = 2, #ARGV, 2 do redis.call('HSET', k, ARGV[i], ARGV[i + 1]) end
-redis.call('PEXPIRE', k, ARGV[1])
-return 1
-"""
-
-# KEYS old, new; ARGV now, idle_ms. 1 if moved, 0 if old is not live.
-_RENAME = (
-    _TTL
+# KEYS session; ARGV ttl_ms, index key or '', then field/value pairs (the
+# reserved fields included). Stores a whole session: a new one, or a copy.
+_WRITE = (
+    _COMMON
     + """
-local old, new = KEYS[1], KEYS[2]
-local t = ttl(old, redis.call('HGET', old, ''), ARGV[1], tonumber(ARGV[2]))
-if not t then return 0 end
-redis.call('RENAME', old, new)
-redis.call('PEXPIRE', new, t)
+local k, t = KEYS[1], tonumber(ARGV[1])
+redis.call('DEL', k)
+for i = 3, #ARGV, 2 do redis.call('HSET', k, ARGV[i], ARGV[i + 1]) end
+redis.call('PEXPIRE', k, t)
+if ARGV[2] ~= '' then index(ARGV[2], k, t) end
 return 1
 """
 )
+
+# KEYS old, new; ARGV now, ix. 1 if moved, 0 if old is not live. RENAME
+# keeps the TTL, and the session keeps its last access.
+_RENAME = (
+    _COMMON
+    + """
+local old, new, now, ix = KEYS[1], KEYS[2], tonumber(ARGV[1]), ARGV[2]
+local m = redis.call('HMGET', old, '', '\\0')
+if not live(old, m[1], m[2], now, ix) then return 0 end
+redis.call('RENAME', old, new)
+local u = ix ~= '' and owner(m[1])
+if u then
+  redis.call('SREM', ix .. u, old)
+  redis.call('SADD', ix .. u, new)
+end
+return 1
+"""
+)
+
+# KEYS session; ARGV ix. Deletes the session and its index entry; returns
+# its user (for a cluster, where the index is elsewhere), or false.
+_DESTROY = (
+    _COMMON
+    + """
+local k, ix = KEYS[1], ARGV[1]
+local meta = redis.call('HGET', k, '')
+redis.call('DEL', k)
+local u = meta and owner(meta)
+if not u then return false end
+if ix ~= '' then redis.call('SREM', ix .. u, k) end
+return u
+"""
+)
+
+# KEYS index; ARGV now, user, ix. key, accessed, meta for each live session
+# of the user; other members are removed from the index (and dead
+# sessions from the store).
+_SESSIONS_OF = (
+    _COMMON
+    + """
+local index_key, now, user, ix = KEYS[1], tonumber(ARGV[1]), ARGV[2], ARGV[3]
+local out = {}
+for _, k in ipairs(redis.call('SMEMBERS', index_key)) do
+  local m = redis.call('HMGET', k, '', '\\0')
+  if m[1] and owner(m[1]) == user and live(k, m[1], m[2], now, ix) then
+    out[#out + 1] = k
+    out[#out + 1] = m[2]
+    out[#out + 1] = m[1]
+  else
+    redis.call('SREM', index_key, k)
+  end
+end
+return out
+"""
+)
+
+# KEYS session; ARGV now. {meta, accessed} of a live session, not an
+# access; or false. For a cluster's sessions_of and rename.
+_PEEK = (
+    _COMMON
+    + """
+local k, now = KEYS[1], tonumber(ARGV[1])
+local m = redis.call('HMGET', k, '', '\\0')
+if not live(k, m[1], m[2], now, '') then return false end
+return m
+"""
+)
+
+# KEYS session; ARGV now. {pttl, fields and values} of a live session, not
+# an access; or false. The first half of a rename across cluster slots.
+_COPY = (
+    _COMMON
+    + """
+local k, now = KEYS[1], tonumber(ARGV[1])
+local m = redis.call('HMGET', k, '', '\\0')
+if not live(k, m[1], m[2], now, '') then return false end
+return {redis.call('PTTL', k), redis.call('HGETALL', k)}
+"""
+)
+
+# KEYS session; ARGV now, then the field/value pairs _COPY returned, less
+# ACCESSED. The second half: deletes the session and returns 1 if it is
+# still live and as copied (an access in between changes nothing that
+# matters); 0 if it is not live; -1, keeping it, if a write changed it.
+_DROP = (
+    _COMMON
+    + """
+local k, now = KEYS[1], tonumber(ARGV[1])
+local m = redis.call('HMGET', k, '', '\\0')
+if not live(k, m[1], m[2], now, '') then return 0 end
+if redis.call('HLEN', k) ~= (#ARGV - 1) / 2 + 1 then return -1 end
+for i = 2, #ARGV, 2 do
+  if redis.call('HGET', k, ARGV[i]) ~= ARGV[i + 1] then return -1 end
+end
+redis.call('DEL', k)
+return 1
+"""
+)
+
+# KEYS index; ARGV member. A cluster's index entry (the index sits in
+# another slot than the session, so it is written before the session).
+_ADD = "redis.call('SADD', KEYS[1], ARGV[1]) return 1"
 
 
 def _pack(*args: bytes) -> bytes:
@@ -150,48 +294,80 @@ class _Script:
 
 
 _LOAD_SCRIPT = _Script(_LOAD, 1)
-# A load, the commonest command, packed with one format: key, now, idle_ms.
-_LOAD_PACKED = b"*6\r\n" + _LOAD_SCRIPT.head.replace(b"%", b"%%") + b"$%d\r\n%b\r\n" * 3
-_FIELDS_SCRIPT = _Script(_FIELDS, 1)
 _SAVE_SCRIPT = _Script(_SAVE, 1)
 _WRITE_SCRIPT = _Script(_WRITE, 1)
 _RENAME_SCRIPT = _Script(_RENAME, 2)
-
-# Bumped in a child process after a fork: a provider then drops the
-# connections it inherited (compared per command; os.getpid() is a syscall).
-_forks = [0]
-
-
-def _after_fork() -> None:
-    _forks[0] += 1
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork)
+_DESTROY_SCRIPT = _Script(_DESTROY, 1)
+_SESSIONS_OF_SCRIPT = _Script(_SESSIONS_OF, 1)
+_PEEK_SCRIPT = _Script(_PEEK, 1)
+_COPY_SCRIPT = _Script(_COPY, 1)
+_DROP_SCRIPT = _Script(_DROP, 1)
+_ADD_SCRIPT = _Script(_ADD, 1)
 
 _EXTRA = "the Redis provider needs redis-py: pip install wsgi_session[redis]"
+_NOT_JSON = "Redis load failed: a stored value is not JSON"
 
 
 def _ms(seconds: float) -> int:
     return max(1, math.ceil(seconds * 1000))
 
 
-# json.dumps(value, separators=...) builds a new encoder per call; one will do.
-_encode = json.JSONEncoder(separators=(",", ":")).encode
-_decode_json = json.JSONDecoder().decode
+def _float(value: float) -> bytes:
+    # repr: the shortest text that reads back as the same float.
+    return repr(float(value)).encode("ascii")
+
+
+def _user(user: str) -> bytes:
+    # surrogatepass: a user id is any str, lone surrogates included.
+    return user.encode("utf-8", "surrogatepass")
+
+
+def _meta(idle: float, deadline: float | None, persistent: bool, created: float,
+          user: str | None) -> bytes:  # fmt: skip
+    meta = b"%b %b %d %b" % (
+        _float(idle),
+        b"-" if deadline is None else _float(deadline),
+        persistent,
+        _float(created),
+    )
+    return meta if user is None else meta + b" " + _user(user)
+
+
+def _record(data: dict[str, Any], accessed: bytes, meta: bytes) -> Record:
+    """The record of a session from its ACCESSED and META fields."""
+    try:
+        idle, deadline, persistent, created = meta.split(b" ", 4)[:4]
+        return Record(
+            data,
+            float(created),
+            float(accessed),
+            float(idle),
+            None if deadline == b"-" else float(deadline),
+            persistent == b"1",
+        )
+    except ValueError as exc:
+        raise ProviderError("Redis load failed: a session's metadata is corrupt") from exc
+
+
+def _owner(meta: bytes) -> str | None:
+    parts = meta.split(b" ", 4)
+    return parts[4].decode("utf-8", "surrogatepass") if len(parts) == 5 else None
 
 
 def _fields(data: Mapping[str, Any], out: list[bytes]) -> None:
     """Append field, value, field, value, ... of ``data`` to ``out``, as stored."""
+    encode = values.encode
     for key, value in data.items():
-        try:
-            text = _encode(value)
-        except (TypeError, ValueError) as exc:
-            raise TypeError(
-                f"session value for key {key!r} cannot be stored as JSON: {exc}"
-            ) from None
-        # surrogatepass: a str key may hold lone surrogates; bytes round-trip them.
-        out += (key.encode("utf-8", "surrogatepass"), text.encode("ascii"))
+        out += (key.encode("utf-8"), encode(value).encode("utf-8"))
+
+
+def _bytes(reply: Any) -> Any:
+    """A reply with str made bytes again (a cluster client may decode)."""
+    if isinstance(reply, str):
+        return reply.encode("utf-8", "surrogatepass")
+    if isinstance(reply, list):
+        return [_bytes(r) for r in reply]
+    return reply
 
 
 def _release(pool: ConnectionPool, idle: list[Any]) -> None:
@@ -209,6 +385,12 @@ def _release(pool: ConnectionPool, idle: list[Any]) -> None:
 def _failed(operation: str, exc: Exception) -> ProviderError:
     # The key (it holds the id) is never in the message.
     return ProviderError(f"Redis {operation} failed: {exc}")
+
+
+def _hash_tag(prefix: str) -> bool:
+    """Whether every key under ``prefix`` hashes to one cluster slot."""
+    start = prefix.find("{")
+    return start >= 0 and prefix.find("}", start + 2) > start
 
 
 class RedisProvider(Provider):
@@ -233,16 +415,34 @@ class RedisProvider(Provider):
     against the pool's ``max_connections`` until :meth:`close`). A command that
     fails on a connection Redis dropped (a restart) is sent once more on a
     fresh connection; a timeout is not retried; a connection that failed is
-    reconnected before it is used again. A cluster client routes its own
+    reconnected before it is used again. Every command first compares
+    ``os.getpid()``: a forked child never uses its parent's sockets, whether
+    or not the server ran at-fork hooks. A cluster client routes its own
     commands. :meth:`close` hands the connections back to the pool,
     disconnected, and closes the client only if it was built here.
 
     Each operation is one round trip (a Lua script): a load also slides the
-    TTL; a save writes only the changed keys, and only if the session still
-    exists; a rename is atomic (on a cluster, where both keys may be on
-    different nodes, it writes the new key and then deletes the old one).
-    Redis expires sessions, so :meth:`gc` has nothing to do. Every Redis
-    failure raises :class:`~wsgi_session.ProviderError` with the cause chained.
+    TTL by the session's own idle timeout; a save writes only the changed
+    keys, and only if the session is live; a rename is atomic; the user
+    index (a set per user, ``prefix + "user:" + user``) is kept in the same
+    scripts. Redis expires sessions, so :meth:`gc` has nothing to do.
+
+    On a cluster, a session's key and its user's index usually sit in
+    different slots, so no script sees both. There the index is written
+    *before* the session (creating with a user or changing it costs a
+    second round trip), so it always lists at least every live session;
+    it has no TTL, and entries whose session has gone are removed when
+    :meth:`sessions_of` reads it or the session is destroyed. A rename
+    copies the session to the new key, then deletes the old one only if it
+    is still live and unchanged (a script on the old key's node); if a
+    destroy came in between, the copy is deleted again and the rename
+    reports False; if a save did, the copy is made again. A prefix with a
+    hash tag (``"{sessions}:"``) puts every key in one slot: then the
+    cluster is treated as one node (and carries every session on one
+    shard).
+
+    Every Redis failure raises :class:`~wsgi_session.ProviderError` with the
+    cause chained.
     """
 
     #: The server used when neither ``url`` nor ``client`` is given.
@@ -250,6 +450,9 @@ class RedisProvider(Provider):
     #: Seconds to wait for a reply, and to connect, with a client built here.
     DEFAULT_SOCKET_TIMEOUT = 5.0
     DEFAULT_SOCKET_CONNECT_TIMEOUT = 2.0
+    #: How often a rename across cluster slots copies again when writes keep
+    #: changing the session in between, before it gives up with ProviderError.
+    RENAME_ATTEMPTS = 5
 
     def __init__(
         self,
@@ -267,9 +470,7 @@ class RedisProvider(Provider):
         except ImportError as exc:
             raise ImportError(_EXTRA) from exc
 
-        if type(prefix) is not str or not prefix:
-            raise TypeError(f"prefix must be a non-empty str, not {prefix!r}")
-        self.prefix = prefix
+        self.prefix = options.text("prefix", prefix)
         if client is not None:
             if url is not None:
                 raise ValueError("url: give url or client, not both")
@@ -287,15 +488,12 @@ class RedisProvider(Provider):
             self.client: Redis | RedisCluster = client
             self._owns_client = False
         else:
-            if url is None:
-                url = self.DEFAULT_URL
-            if type(url) is not str:
-                raise TypeError(f"url must be a str, not {url!r}")
-            timeout = check_seconds(
+            url = options.text("url", self.DEFAULT_URL if url is None else url)
+            timeout = options.seconds(
                 "socket_timeout",
                 self.DEFAULT_SOCKET_TIMEOUT if socket_timeout is None else socket_timeout,
             )
-            connect_timeout = check_seconds(
+            connect_timeout = options.seconds(
                 "socket_connect_timeout",
                 self.DEFAULT_SOCKET_CONNECT_TIMEOUT
                 if socket_connect_timeout is None
@@ -317,6 +515,8 @@ class RedisProvider(Provider):
                 raise ValueError(f"url is not a Redis URL: {exc}") from None
             self._owns_client = True
         self._cluster = isinstance(self.client, RedisCluster)
+        # Keys in different slots: no script sees a session and its index.
+        self._split = self._cluster and not _hash_tag(prefix)
         self._errors: tuple[type[Exception], ...] = (
             redis.RedisError,
             redis.exceptions.RedisClusterException,
@@ -327,22 +527,35 @@ class RedisProvider(Provider):
         # A plain client (a Sentinel master's too): commands go straight to
         # connections this provider holds (see _command). A cluster client
         # routes every command itself.
-        self._prefix = prefix.encode("utf-8")
+        encoding, errors = "utf-8", "strict"
         client = self.client
         if not isinstance(client, RedisCluster):
             pool: ConnectionPool = client.connection_pool
             self._pool = pool
             # The key prefix in the client's own encoding, as redis-py would.
             settings = pool.connection_kwargs
-            self._prefix = prefix.encode(
-                settings.get("encoding", "utf-8"), settings.get("encoding_errors", "strict")
-            )
+            encoding = settings.get("encoding", encoding)
+            errors = settings.get("encoding_errors", errors)
             # Before redis-py 5.3 get_connection() wants a command name; since,
             # passing one is deprecated.
             name = inspect.signature(pool.get_connection).parameters.get("command_name")
             self._name_needed = name is not None and name.default is inspect.Parameter.empty
+        self._prefix = prefix.encode(encoding, errors)
+        self._index = self._prefix + b"user:"
+        # What the scripts get as ix: where the index is, or '' when they
+        # must leave it alone (a cluster's index is in another slot).
+        self._ix = b"" if self._split else self._index
+        # A load, the commonest command, packed with one format: key, now.
+        self._load_format = (
+            b"*6\r\n"
+            + _LOAD_SCRIPT.head.replace(b"%", b"%%")
+            + b"$%d\r\n%b\r\n" * 2
+            + b"$%d\r\n" % len(self._ix)
+            + self._ix.replace(b"%", b"%%")
+            + b"\r\n"
+        )
         self._idle: list[Any] = []
-        self._fork = _forks[0]
+        self._pid = os.getpid()
         if not self._cluster:
             # A provider dropped without close() still hands its connections back.
             weakref.finalize(self, _release, self._pool, self._idle)
@@ -364,7 +577,11 @@ class RedisProvider(Provider):
         """
         chunks = (packed,)  # send_packed_command sends a sequence of chunks
         idle = self._idle
-        if self._fork != _forks[0]:
+        # A forked child must not share its parent's sockets, and at-fork
+        # hooks do not run under every server (uWSGI without
+        # --py-call-osafterfork): so a pid check per command (about 0.2 us
+        # here, against a round trip of about 30).
+        if self._pid != os.getpid():
             idle = self._forked()
         try:
             conn = idle.pop()
@@ -394,16 +611,16 @@ class RedisProvider(Provider):
         return self._pool.get_connection()
 
     def _forked(self) -> list[Any]:
-        # A child process must not share its parent's sockets: start afresh
-        # (the pool resets itself too). Dropping a connection object here
-        # only closes the child's copy of the socket.
+        # Start afresh (the pool resets itself too). Dropping a connection
+        # object here only closes the child's copy of the socket.
         self._idle.clear()
-        self._fork = _forks[0]
+        self._pid = os.getpid()
         return self._idle
 
     def _eval(self, script: _Script, keys_and_args: list[bytes]) -> Any:
         """EVALSHA, loading the script first where the server lacks it
-        (the first call, or after a restart or a SCRIPT FLUSH)."""
+        (the first call, or after a restart or a SCRIPT FLUSH). Replies are
+        bytes, whatever the client decodes."""
         if self._cluster:
             return self._cluster_eval(script, keys_and_args)
         return self._evalsha(script, script.pack(keys_and_args))
@@ -416,11 +633,14 @@ class RedisProvider(Provider):
             return self._command(packed)
 
     def _cluster_eval(self, script: _Script, keys_and_args: list[bytes]) -> Any:
+        # The cluster client routes by the first key, and loads the script
+        # on that key's node when it lacks it.
+        args = ("EVALSHA", script.sha, script.keys, *keys_and_args)
         try:
-            return self.client.evalsha(script.sha, script.keys, *keys_and_args)
+            return _bytes(self.client.execute_command(*args))
         except self._no_script:
             self.client.script_load(script.source)
-            return self.client.evalsha(script.sha, script.keys, *keys_and_args)
+            return _bytes(self.client.execute_command(*args))
 
     @contextmanager
     def _failures(self, operation: str) -> Iterator[None]:
@@ -432,57 +652,63 @@ class RedisProvider(Provider):
     def _key(self, sid: str) -> bytes:
         return self._prefix + sid.encode("utf-8")
 
-    @staticmethod
-    def _decode(reply: bytes | str) -> dict[str, Any]:
-        try:
-            if isinstance(reply, bytes):
-                # surrogatepass: field names are stored that way (see _fields).
-                reply = reply.decode("utf-8", "surrogatepass")
-            data = _decode_json(reply)
-        except ValueError as exc:  # UnicodeDecodeError and JSONDecodeError too
-            raise ProviderError("Redis load failed: a stored value is not JSON") from exc
-        if type(data) is not dict:  # a stored value broke the object apart
-            raise ProviderError("Redis load failed: a stored value is not JSON")
-        return data
+    def _sid(self, key: bytes) -> str:
+        return key[len(self._prefix) :].decode("utf-8")
 
     # -- the provider ---------------------------------------------------------------
 
     def create(
-        self, sid: str, data: Mapping[str, Any], now: float, idle: float, deadline: float | None
+        self,
+        sid: str,
+        data: Mapping[str, Any],
+        now: float,
+        *,
+        idle: float,
+        deadline: float | None,
+        persistent: bool = False,
+        user: str | None = None,
     ) -> None:
+        key = self._key(sid)
+        ttl = _ms(idle if deadline is None else min(idle, deadline - now))
+        index = b"" if user is None else self._index + _user(user)
         args = [
-            self._prefix + sid.encode("utf-8"),
-            b"%d" % self._ttl(now, idle, deadline),
-            b"",  # META
-            b"" if deadline is None else b"%r" % deadline,
+            key,
+            b"%d" % ttl,
+            b"" if self._split else index,
+            META,
+            _meta(idle, deadline, persistent, now, user),
+            ACCESSED,
+            _float(now),
         ]
         _fields(data, args)
-        try:
+        with self._failures("create"):
+            if self._split and index:
+                # First the index: it may list a session that failed to
+                # appear, never miss one that did.
+                self._eval(_ADD_SCRIPT, [index, key])
             self._eval(_WRITE_SCRIPT, args)
-        except self._errors as exc:
-            raise _failed("create", exc) from exc
 
-    @staticmethod
-    def _ttl(now: float, idle: float, deadline: float | None) -> int:
-        if deadline is None:
-            return _ms(idle)
-        return _ms(min(idle, deadline - now))
-
-    def load(self, sid: str, now: float, idle: float) -> dict[str, Any] | None:
-        key = self._prefix + sid.encode("utf-8")
-        at = b"%r" % now
-        ms = b"%d" % _ms(idle)
+    def load(self, sid: str, now: float) -> Record | None:
+        key = self._key(sid)
+        at = _float(now)
         try:
             if self._cluster:
-                reply = self._cluster_eval(_LOAD_SCRIPT, [key, at, ms])
+                reply = self._cluster_eval(_LOAD_SCRIPT, [key, at, self._ix])
             else:
-                packed = _LOAD_PACKED % (len(key), key, len(at), at, len(ms), ms)
+                packed = self._load_format % (len(key), key, len(at), at)
                 reply = self._evalsha(_LOAD_SCRIPT, packed)
         except self._errors as exc:
             raise _failed("load", exc) from exc
         if reply is None:
             return None
-        return self._decode(reply)
+        try:
+            accessed, data, meta = reply.split(b"\n", 2)
+            decoded = values.decode(data)
+        except ValueError as exc:  # UnicodeDecodeError and JSONDecodeError too
+            raise ProviderError(_NOT_JSON) from exc
+        if type(decoded) is not dict:  # a stored value broke the object apart
+            raise ProviderError(_NOT_JSON)
+        return _record(decoded, accessed, meta)
 
     def save(
         self,
@@ -490,60 +716,106 @@ class RedisProvider(Provider):
         changed: Mapping[str, Any],
         removed: Collection[str],
         now: float,
-        idle: float,
+        *,
+        lifetime: tuple[float, bool] | None = None,
+        user: str | None | EllipsisType = UNCHANGED,
     ) -> bool:
-        args = [
-            self._prefix + sid.encode("utf-8"),
-            b"%r" % now,
-            b"%d" % _ms(idle),
-            b"%d" % len(changed),
-        ]
+        key = self._key(sid)
+        args = [key, _float(now), self._ix, b"%d" % len(changed)]
+        if lifetime is None:
+            args += (b"", b"")
+        else:
+            args += (_float(lifetime[0]), b"1" if lifetime[1] else b"0")
+        if user is UNCHANGED:
+            args += (b"", b"")
+        elif user is None:
+            args += (b"0", b"")
+        else:
+            args += (b"1", _user(user))
         _fields(changed, args)
-        for key in removed:
-            args.append(key.encode("utf-8", "surrogatepass"))
-        try:
+        for name in removed:
+            args.append(name.encode("utf-8"))
+        with self._failures("save"):
+            if self._split and isinstance(user, str):
+                self._eval(_ADD_SCRIPT, [self._index + _user(user), key])
             return bool(self._eval(_SAVE_SCRIPT, args))
-        except self._errors as exc:
-            raise _failed("save", exc) from exc
 
-    def rename(self, old: str, new: str, now: float, idle: float) -> bool:
-        if self._cluster:
-            return self._rename_across_slots(old, new, now, idle)
+    def rename(self, old: str, new: str, now: float) -> bool:
         with self._failures("rename"):
-            args = [self._key(old), self._key(new), b"%r" % now, b"%d" % _ms(idle)]
+            if self._split:
+                return self._rename_across_slots(self._key(old), self._key(new), now)
+            args = [self._key(old), self._key(new), _float(now), self._ix]
             return bool(self._eval(_RENAME_SCRIPT, args))
 
-    def _rename_across_slots(self, old: str, new: str, now: float, idle: float) -> bool:
-        # The two keys may live on different nodes, so no single script can
-        # see both: copy to the new key, then delete the old one.
-        with self._failures("rename"):
-            fields = self._eval(_FIELDS_SCRIPT, [self._key(old), b"%r" % now, b"%d" % _ms(idle)])
-            if fields is None:
+    def _rename_across_slots(self, old: bytes, new: bytes, now: float) -> bool:
+        # No script sees both keys: copy, then delete the old key only if it
+        # is still live and unchanged; else undo the copy.
+        at = _float(now)
+        for _ in range(self.RENAME_ATTEMPTS):
+            copied = self._eval(_COPY_SCRIPT, [old, at])
+            if copied is None:
                 return False
-            deadline = None
+            ttl, fields = copied
+            user = None
+            kept = [old, at]
             for i in range(0, len(fields), 2):
-                if fields[i] in (b"", "") and fields[i + 1] not in (b"", ""):
-                    deadline = float(fields[i + 1])
-            ttl = b"%d" % self._ttl(now, idle, deadline)
-            self._eval(_WRITE_SCRIPT, [self._key(new), ttl, *fields])
-            self.client.delete(self._key(old))
-        return True
+                if fields[i] == META:
+                    user = _owner(fields[i + 1])
+                if fields[i] != ACCESSED:
+                    kept += fields[i : i + 2]
+            index = None if user is None else self._index + _user(user)
+            if index is not None:
+                self._eval(_ADD_SCRIPT, [index, new])
+            self._eval(_WRITE_SCRIPT, [new, b"%d" % max(1, ttl), b"", *fields])
+            self._copied()
+            dropped = self._eval(_DROP_SCRIPT, kept)
+            if dropped == 1:
+                if index is not None:
+                    self.client.srem(index, old)
+                return True
+            self.client.delete(new)
+            if dropped == 0:  # destroyed or expired meanwhile: that wins
+                return False
+        raise ProviderError("Redis rename failed: the session kept changing during the copy")
+
+    def _copied(self) -> None:
+        """Called between the copy and the delete of a rename across
+        cluster slots (tests race a destroy or a save against it here)."""
 
     def destroy(self, sid: str) -> None:
+        key = self._key(sid)
         with self._failures("destroy"):
-            if self._cluster:
-                self.client.delete(self._key(sid))
-            else:
-                self._command(_pack(b"DEL", self._key(sid)))
+            user = self._eval(_DESTROY_SCRIPT, [key, self._ix])
+            if self._split and user is not None:
+                self.client.srem(self._index + user, key)
 
-    def __len__(self) -> int:
-        """The number of keys under ``prefix``, counted with SCAN.
+    def sessions_of(self, user: str, now: float) -> list[tuple[str, Record]]:
+        index = self._index + _user(user)
+        at = _float(now)
+        with self._failures("sessions_of"):
+            if not self._split:
+                reply = self._eval(_SESSIONS_OF_SCRIPT, [index, at, _user(user), self._ix])
+                found = [(reply[i], reply[i + 1], reply[i + 2]) for i in range(0, len(reply), 3)]
+            else:
+                found, stale = [], []
+                for key in _bytes(list(self.client.smembers(index))):
+                    peeked = self._eval(_PEEK_SCRIPT, [key, at])
+                    if peeked is not None and _owner(peeked[0]) == user:
+                        found.append((key, peeked[1], peeked[0]))
+                    else:
+                        stale.append(key)
+                if stale:
+                    self.client.srem(index, *stale)
+        return [(self._sid(key), _record({}, accessed, meta)) for key, accessed, meta in found]
+
+    def count(self) -> int:
+        """The number of session hashes under ``prefix``, counted with SCAN.
 
         Walks the whole keyspace: for monitoring now and then, not per request.
         """
         pattern = "".join("\\" + c if c in "*?[]\\" else c for c in self.prefix) + "*"
         with self._failures("SCAN"):
-            return sum(1 for _ in self.client.scan_iter(match=pattern, count=1000))
+            return sum(1 for _ in self.client.scan_iter(match=pattern, count=1000, _type="hash"))
 
     def close(self) -> None:
         """Disconnect the connections this provider holds (back to the
