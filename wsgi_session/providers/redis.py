@@ -635,12 +635,13 @@ class RedisProvider(Provider):
     def _cluster_eval(self, script: _Script, keys_and_args: list[bytes]) -> Any:
         # The cluster client routes by the first key, and loads the script
         # on that key's node when it lacks it.
+        client: Any = self.client
         args = ("EVALSHA", script.sha, script.keys, *keys_and_args)
         try:
-            return _bytes(self.client.execute_command(*args))
+            return _bytes(client.execute_command(*args))
         except self._no_script:
-            self.client.script_load(script.source)
-            return _bytes(self.client.execute_command(*args))
+            client.script_load(script.source)
+            return _bytes(client.execute_command(*args))
 
     @contextmanager
     def _failures(self, operation: str) -> Iterator[None]:
@@ -706,8 +707,6 @@ class RedisProvider(Provider):
             decoded = values.decode(data)
         except ValueError as exc:  # UnicodeDecodeError and JSONDecodeError too
             raise ProviderError(_NOT_JSON) from exc
-        if type(decoded) is not dict:  # a stored value broke the object apart
-            raise ProviderError(_NOT_JSON)
         return _record(decoded, accessed, meta)
 
     def save(
