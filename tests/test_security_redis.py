@@ -29,7 +29,7 @@ def test_forged_id_is_refused(redis_app: AppFactory) -> None:
     assert res.text == "n=1 user=None"
     assert issued_id(res) not in (None, forged)
     assert visit(client, forged, "/peek").text == "n=0 user=None"
-    assert len(mw.manager.provider) == 1
+    assert mw.manager.provider.count() == 1
 
 
 def test_destroyed_and_regenerated_away_ids_are_refused(redis_app: AppFactory) -> None:
@@ -60,7 +60,7 @@ def test_requests_that_never_write_store_nothing(redis_app: AppFactory) -> None:
         cookie = f"session_id={new_id()}" if i % 2 else None
         res = call(mw, environ_for("/peek", cookie))
         assert res.cookies() == []
-    assert len(mw.manager.provider) == 0
+    assert mw.manager.provider.count() == 0
 
 
 def test_no_id_or_value_is_logged_when_redis_fails(
@@ -94,3 +94,52 @@ def test_no_id_or_value_is_logged_when_redis_fails(
     text = "\n".join(logging.Formatter().format(r) for r in records)
     assert sid not in text
     assert marker not in text
+
+
+def test_a_revoked_session_never_comes_back_through_regenerate(
+    redis_app: AppFactory, rclient: Any
+) -> None:
+    # Request B has loaded the session; a revoke lands; B then logs in
+    # (regenerate). The revoked data must not be stored under a new id.
+    holder: dict[str, Any] = {}
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        session = get_session(environ)
+        if environ["PATH_INFO"] == "/login":
+            assert session["user"] == "alice"  # loaded
+            manager = holder["mw"].manager
+            for info in manager.sessions_of("alice"):
+                manager.revoke(info.handle)  # another request, another process
+            session.regenerate()
+            body = f"user={session.get('user')}"
+        else:
+            session["user"] = "alice"
+            body = "set"
+        start_response("200 OK", [])
+        return [body.encode()]
+
+    mw, client = redis_app(app=app, user_key="user")
+    holder["mw"] = mw
+    client.get("/")
+    assert len(mw.manager.sessions_of("alice")) == 1
+    assert client.get("/login").text == "user=None"
+    assert rclient.keys("*") == []
+    assert mw.manager.sessions_of("alice") == []
+
+
+def test_a_copy_of_the_store_holds_no_usable_id(redis_app: AppFactory, rclient: Any) -> None:
+    mw, client = redis_app(user_key="user")
+    sids = []
+    for _ in range(3):
+        client.reset()
+        client.get("/login")
+        sids.append(client.cookies["session_id"])
+    dump = b""
+    for k in rclient.keys("*"):
+        kind = rclient.type(k)
+        members = rclient.hgetall(k).items() if kind == b"hash" else rclient.smembers(k)
+        dump += k + repr(list(members)).encode()
+    assert len(mw.manager.sessions_of("alice")) == 3
+    for sid in sids:
+        assert sid.encode() not in dump
+        assert visit(client, sid, "/peek").text == "n=0 user=alice"

@@ -80,6 +80,14 @@ local function ttl(meta, now)
   return math.ceil(idle * 1000)
 end
 
+-- HSET k to the field/value pairs ARGV[first..last], in chunks that Lua's
+-- stack can take (one HSET for any session of fewer than 500 keys).
+local function hset(k, first, last)
+  for i = first, last, 998 do
+    redis.call('HSET', k, unpack(ARGV, i, math.min(i + 997, last)))
+  end
+end
+
 -- Put k in the index at key ix and keep the index alive at least t ms.
 local function index(ix, k, t)
   redis.call('SADD', ix, k)
@@ -115,9 +123,9 @@ return accessed .. '\\n{' .. table.concat(out, ',') .. '}\\n' .. meta
 )
 
 # KEYS session; ARGV now, ix, n, idle, persistent, user?, user, then n
-# field/value pairs, then the fields to delete. idle and persistent are ''
-# to keep the session's; user? is '' to keep its user, '0' for none, '1'
-# for ARGV[7]. 1 if saved, 0 if the session is not live: the check and the
+# field/value pairs (ACCESSED and now first), then the fields to delete.
+# idle and persistent are '' to keep the session's; user? is '' to keep
+# its user, '0' for none, '1' for ARGV[7]. 1 if saved, 0 if the session is not live: the check and the
 # write are one step, so a destroyed or expired session never returns.
 _SAVE = (
     _COMMON
@@ -138,10 +146,9 @@ if ARGV[4] ~= '' or ARGV[6] ~= '' then
   if ix ~= '' and old and old ~= user then redis.call('SREM', ix .. old, k) end
 end
 local first = 8 + 2 * tonumber(ARGV[3])
-for i = 8, first - 1, 2 do redis.call('HSET', k, ARGV[i], ARGV[i + 1]) end
+hset(k, 8, first - 1)
 for i = first, #ARGV do redis.call('HDEL', k, ARGV[i]) end
 local t = ttl(meta, now)
-redis.call('HSET', k, '\\0', ARGV[1])
 redis.call('PEXPIRE', k, t)
 local u = ix ~= '' and owner(meta)
 if u then index(ix .. u, k, t) end
@@ -149,14 +156,14 @@ return 1
 """
 )
 
-# KEYS session; ARGV ttl_ms, index key or '', then field/value pairs (the
-# reserved fields included). Stores a whole session: a new one, or a copy.
+# KEYS session (not in the store); ARGV ttl_ms, index key or '', then
+# field/value pairs (the reserved fields included). Stores a whole session:
+# a new one, or a copy.
 _WRITE = (
     _COMMON
     + """
 local k, t = KEYS[1], tonumber(ARGV[1])
-redis.call('DEL', k)
-for i = 3, #ARGV, 2 do redis.call('HSET', k, ARGV[i], ARGV[i + 1]) end
+hset(k, 3, #ARGV)
 redis.call('PEXPIRE', k, t)
 if ARGV[2] ~= '' then index(ARGV[2], k, t) end
 return 1
@@ -720,7 +727,8 @@ class RedisProvider(Provider):
         user: str | None | EllipsisType = UNCHANGED,
     ) -> bool:
         key = self._key(sid)
-        args = [key, _float(now), self._ix, b"%d" % len(changed)]
+        at = _float(now)
+        args = [key, at, self._ix, b"%d" % (len(changed) + 1)]
         if lifetime is None:
             args += (b"", b"")
         else:
@@ -731,6 +739,7 @@ class RedisProvider(Provider):
             args += (b"0", b"")
         else:
             args += (b"1", _user(user))
+        args += (ACCESSED, at)
         _fields(changed, args)
         for name in removed:
             args.append(name.encode("utf-8"))
