@@ -104,6 +104,15 @@ class RedisServer:
                 c.connection_pool.disconnect()
         return False
 
+    def wait_for_cluster(self, timeout: float = 10.0) -> None:
+        """Wait until a cluster node reports ``cluster_state:ok``."""
+        end = time.monotonic() + timeout
+        with self.client() as c:
+            while b"cluster_state:ok" not in c.execute_command("CLUSTER", "INFO"):
+                if time.monotonic() > end:
+                    raise RuntimeError("the cluster did not come up")
+                time.sleep(0.05)
+
     def stop(self) -> None:
         process = self.process
         if process is not None and process.poll() is None:
@@ -176,6 +185,17 @@ def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
 
 
 @pytest.fixture(scope="module")
+def breakable_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """A redis-server for one module, which its tests may kill (restart it
+    with ``start(port=server.port)``)."""
+    need_redis_server()
+    server = RedisServer(tmp_path_factory.mktemp("breakable"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
 def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
     """A one-node Redis Cluster holding every slot."""
     need_redis_server()
@@ -187,12 +207,11 @@ def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisSer
     server.start()
     with server.client() as c:
         c.execute_command("CLUSTER", "ADDSLOTSRANGE", 0, 16383)
-        end = time.monotonic() + 10
-        while b"cluster_state:ok" not in c.execute_command("CLUSTER", "INFO"):
-            if time.monotonic() > end:
-                server.stop()
-                raise RuntimeError("the one-node cluster did not come up")
-            time.sleep(0.05)
+    try:
+        server.wait_for_cluster()
+    except RuntimeError:
+        server.stop()
+        raise
     yield server
     server.stop()
 
