@@ -417,6 +417,8 @@ def test_the_index_follows_the_user(provider: RedisProvider, rclient: redis.Redi
     create(provider, SID, {}, user="alice")
     assert provider.save(SID, {"x": 1}, [], NOW)  # UNCHANGED
     assert listed(provider, "alice") == {SID}
+    assert provider.save(SID, {}, [], NOW, lifetime=(100.0, True))
+    assert listed(provider, "alice") == {SID}
     assert provider.save(SID, {}, [], NOW, user="bob")
     assert listed(provider, "alice") == set() and listed(provider, "bob") == {SID}
     assert not rclient.exists(index("alice"))  # moved in the save, not left stale

@@ -76,6 +76,8 @@ def test_cluster_user_index(cluster: RedisCluster) -> None:
     assert listed(provider, "alice") == {a, b, c}
     assert provider.save(a, {}, [], NOW, user="bob")
     assert listed(provider, "alice") == {b, c} and listed(provider, "bob") == {a}
+    assert provider.save(a, {}, [], NOW, lifetime=(100.0, True))  # the user stays
+    assert listed(provider, "bob") == {a}
     provider.destroy(b)
     cluster.delete(b"session:" + c.encode())  # as Redis's expiry would
     assert listed(provider, "alice") == set()

@@ -88,10 +88,15 @@ local function hset(k, first, last)
   end
 end
 
--- Put k in the index at key ix and keep the index alive at least t ms.
-local function index(ix, k, t)
-  redis.call('SADD', ix, k)
-  if redis.call('PTTL', ix) < t then redis.call('PEXPIRE', ix, 2 * t) end
+-- Keep k in the index at key ix (add it if add), and the index alive at
+-- least t ms: an index that would die first (or is gone: an eviction, a
+-- FLUSH) gets k again and twice t, so most accesses cost one PTTL here.
+local function index(ix, k, t, add)
+  if add then redis.call('SADD', ix, k) end
+  if redis.call('PTTL', ix) < t then
+    if not add then redis.call('SADD', ix, k) end
+    redis.call('PEXPIRE', ix, 2 * t)
+  end
 end
 """
 
@@ -117,7 +122,7 @@ local t = ttl(meta, now)
 redis.call('HSET', k, '\\0', ARGV[1])
 redis.call('PEXPIRE', k, t)
 local u = ix ~= '' and owner(meta)
-if u then index(ix .. u, k, t) end
+if u then index(ix .. u, k, t, false) end
 return accessed .. '\\n{' .. table.concat(out, ',') .. '}\\n' .. meta
 """
 )
@@ -125,8 +130,9 @@ return accessed .. '\\n{' .. table.concat(out, ',') .. '}\\n' .. meta
 # KEYS session; ARGV now, ix, n, idle, persistent, user?, user, then n
 # field/value pairs (ACCESSED and now first), then the fields to delete.
 # idle and persistent are '' to keep the session's; user? is '' to keep
-# its user, '0' for none, '1' for ARGV[7]. 1 if saved, 0 if the session is not live: the check and the
-# write are one step, so a destroyed or expired session never returns.
+# its user, '0' for none, '1' for ARGV[7]. 1 if saved, 0 if the session
+# is not live: the check and the write are one step, so a destroyed or
+# expired session never returns.
 _SAVE = (
     _COMMON
     + """
@@ -134,10 +140,10 @@ local k, now, ix = KEYS[1], tonumber(ARGV[1]), ARGV[2]
 local m = redis.call('HMGET', k, '', '\\0')
 local meta = m[1]
 if not live(k, meta, m[2], now, ix) then return 0 end
+local old = owner(meta)
+local user = old
 if ARGV[4] ~= '' or ARGV[6] ~= '' then
   local idle, deadline, persistent, created = string.match(meta, '^(%S+) (%S+) (%S+) (%S+)')
-  local old = owner(meta)
-  local user = old
   if ARGV[4] ~= '' then idle, persistent = ARGV[4], ARGV[5] end
   if ARGV[6] == '0' then user = nil elseif ARGV[6] == '1' then user = ARGV[7] end
   meta = idle .. ' ' .. deadline .. ' ' .. persistent .. ' ' .. created
@@ -150,8 +156,7 @@ hset(k, 8, first - 1)
 for i = first, #ARGV do redis.call('HDEL', k, ARGV[i]) end
 local t = ttl(meta, now)
 redis.call('PEXPIRE', k, t)
-local u = ix ~= '' and owner(meta)
-if u then index(ix .. u, k, t) end
+if ix ~= '' and user then index(ix .. user, k, t, user ~= old) end
 return 1
 """
 )
@@ -165,7 +170,7 @@ _WRITE = (
 local k, t = KEYS[1], tonumber(ARGV[1])
 hset(k, 3, #ARGV)
 redis.call('PEXPIRE', k, t)
-if ARGV[2] ~= '' then index(ARGV[2], k, t) end
+if ARGV[2] ~= '' then index(ARGV[2], k, t, true) end
 return 1
 """
 )
