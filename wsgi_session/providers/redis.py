@@ -42,9 +42,9 @@ if TYPE_CHECKING:
 # session key can be an index key). On one node the scripts below keep it
 # with the session: created, moved, emptied in the same step. Its TTL is
 # stretched to twice the session's whenever it would otherwise end first,
-# so an index outlives its sessions and then vanishes. On a cluster see
-# _Split. Members whose session has gone (expired in Redis, given to
-# another user) are skipped and removed when the index is read.
+# so an index outlives its sessions and then vanishes (on a cluster, see
+# the class docstring). Members whose session has gone (expired in Redis,
+# given to another user) are skipped and removed when the index is read.
 META = b""
 ACCESSED = b"\x00"
 
@@ -334,8 +334,9 @@ def _user(user: str) -> bytes:
     return user.encode("utf-8", "surrogatepass")
 
 
-def _meta(idle: float, deadline: float | None, persistent: bool, created: float,
-          user: str | None) -> bytes:  # fmt: skip
+def _meta(
+    idle: float, deadline: float | None, persistent: bool, created: float, user: str | None
+) -> bytes:
     meta = b"%b %b %d %b" % (
         _float(idle),
         b"-" if deadline is None else _float(deadline),
