@@ -48,49 +48,38 @@ if TYPE_CHECKING:
 META = b""
 ACCESSED = b"\x00"
 
-_COMMON = """
-local function lifetime(meta)
-  local idle, deadline = string.match(meta, '^(%S+) (%S+)')
-  return tonumber(idle), tonumber(deadline)
-end
-
+# Lua functions, each script taking only those it calls (a function is
+# made anew on every call of a script).
+_CHECK = """
 local function owner(meta)
   return string.match(meta, '^%S+ %S+ %S+ %S+ (.*)$')
 end
 
--- Whether the session (its META and ACCESSED fields, false if absent) is
--- live at now. A dead one is deleted there and then, with its index entry
--- (ix: the index key prefix, '' where the index is not kept here).
-local function live(k, meta, accessed, now, ix)
+-- The TTL in ms of the session (its META and ACCESSED fields, false if
+-- absent) accessed at now; false if it is not live at now. A dead one is
+-- deleted there and then, with its index entry (ix: the index key prefix,
+-- '' where the index is not kept here).
+local function check(k, meta, accessed, now, ix)
   if not meta or not accessed then return false end
-  local idle, deadline = lifetime(meta)
+  local idle, deadline = string.match(meta, '^(%S+) (%S+)')
+  idle, deadline = tonumber(idle), tonumber(deadline)
   local ends = tonumber(accessed) + idle
-  if deadline and deadline < ends then ends = deadline end
-  if now < ends then return true end
+  if deadline then
+    if deadline < ends then ends = deadline end
+    if deadline - now < idle then idle = deadline - now end
+  end
+  if now < ends then return math.ceil(idle * 1000) end
   redis.call('DEL', k)
   local u = ix ~= '' and owner(meta)
   if u then redis.call('SREM', ix .. u, k) end
   return false
 end
+"""
 
--- The TTL in milliseconds of a live session accessed at now.
-local function ttl(meta, now)
-  local idle, deadline = lifetime(meta)
-  if deadline and deadline - now < idle then idle = deadline - now end
-  return math.ceil(idle * 1000)
-end
-
--- HSET k to the field/value pairs ARGV[first..last], in chunks that Lua's
--- stack can take (one HSET for any session of fewer than 500 keys).
-local function hset(k, first, last)
-  for i = first, last, 998 do
-    redis.call('HSET', k, unpack(ARGV, i, math.min(i + 997, last)))
-  end
-end
-
--- Keep k in the index at key ix (add it if add), and the index alive at
--- least t ms: an index that would die first (or is gone: an eviction, a
--- FLUSH) gets k again and twice t, so most accesses cost one PTTL here.
+# Keep k in the index at key ix (add it if add), and the index alive at
+# least t ms: an index that would die first (or is gone: an eviction, a
+# FLUSH) gets k again and twice t, so most accesses cost one PTTL here.
+_INDEX = """
 local function index(ix, k, t, add)
   if add then redis.call('SADD', ix, k) end
   if redis.call('PTTL', ix) < t then
@@ -100,12 +89,23 @@ local function index(ix, k, t, add)
 end
 """
 
+# HSET k to the field/value pairs ARGV[first..last], in chunks that Lua's
+# stack can take (one HSET for any session of fewer than 500 keys).
+_HSET = """
+local function hset(k, first, last)
+  for i = first, last, 998 do
+    redis.call('HSET', k, unpack(ARGV, i, math.min(i + 997, last)))
+  end
+end
+"""
+
 # KEYS session; ARGV now, ix. "accessed\\n{data as JSON}\\nmeta" with the
 # access before this one, or false. The stored values are JSON texts
 # already, so the object is assembled here and decoded in one call; JSON
 # holds no raw newline, and the meta (which may) comes last.
 _LOAD = (
-    _COMMON
+    _CHECK
+    + _INDEX
     + """
 local k, now, ix = KEYS[1], tonumber(ARGV[1]), ARGV[2]
 local h = redis.call('HGETALL', k)
@@ -117,8 +117,8 @@ for i = 1, #h, 2 do
   elseif f == '\\0' then accessed = h[i + 1]
   else out[#out + 1] = cjson.encode(f) .. ':' .. h[i + 1] end
 end
-if not live(k, meta, accessed, now, ix) then return false end
-local t = ttl(meta, now)
+local t = check(k, meta, accessed, now, ix)
+if not t then return false end
 redis.call('HSET', k, '\\0', ARGV[1])
 redis.call('PEXPIRE', k, t)
 local u = ix ~= '' and owner(meta)
@@ -134,17 +134,26 @@ return accessed .. '\\n{' .. table.concat(out, ',') .. '}\\n' .. meta
 # is not live: the check and the write are one step, so a destroyed or
 # expired session never returns.
 _SAVE = (
-    _COMMON
+    _CHECK
+    + _INDEX
+    + _HSET
     + """
 local k, now, ix = KEYS[1], tonumber(ARGV[1]), ARGV[2]
 local m = redis.call('HMGET', k, '', '\\0')
 local meta = m[1]
-if not live(k, meta, m[2], now, ix) then return 0 end
+local t = check(k, meta, m[2], now, ix)
+if not t then return 0 end
 local old = owner(meta)
 local user = old
 if ARGV[4] ~= '' or ARGV[6] ~= '' then
   local idle, deadline, persistent, created = string.match(meta, '^(%S+) (%S+) (%S+) (%S+)')
-  if ARGV[4] ~= '' then idle, persistent = ARGV[4], ARGV[5] end
+  if ARGV[4] ~= '' then
+    idle, persistent = ARGV[4], ARGV[5]
+    local left = tonumber(idle)
+    local d = tonumber(deadline)
+    if d and d - now < left then left = d - now end
+    t = math.ceil(left * 1000)
+  end
   if ARGV[6] == '0' then user = nil elseif ARGV[6] == '1' then user = ARGV[7] end
   meta = idle .. ' ' .. deadline .. ' ' .. persistent .. ' ' .. created
   if user then meta = meta .. ' ' .. user end
@@ -154,7 +163,6 @@ end
 local first = 8 + 2 * tonumber(ARGV[3])
 hset(k, 8, first - 1)
 for i = first, #ARGV do redis.call('HDEL', k, ARGV[i]) end
-local t = ttl(meta, now)
 redis.call('PEXPIRE', k, t)
 if ix ~= '' and user then index(ix .. user, k, t, user ~= old) end
 return 1
@@ -165,7 +173,8 @@ return 1
 # field/value pairs (the reserved fields included). Stores a whole session:
 # a new one, or a copy.
 _WRITE = (
-    _COMMON
+    _INDEX
+    + _HSET
     + """
 local k, t = KEYS[1], tonumber(ARGV[1])
 hset(k, 3, #ARGV)
@@ -178,11 +187,11 @@ return 1
 # KEYS old, new; ARGV now, ix. 1 if moved, 0 if old is not live. RENAME
 # keeps the TTL, and the session keeps its last access.
 _RENAME = (
-    _COMMON
+    _CHECK
     + """
 local old, new, now, ix = KEYS[1], KEYS[2], tonumber(ARGV[1]), ARGV[2]
 local m = redis.call('HMGET', old, '', '\\0')
-if not live(old, m[1], m[2], now, ix) then return 0 end
+if not check(old, m[1], m[2], now, ix) then return 0 end
 redis.call('RENAME', old, new)
 local u = ix ~= '' and owner(m[1])
 if u then
@@ -196,7 +205,7 @@ return 1
 # KEYS session; ARGV ix. Deletes the session and its index entry; returns
 # its user (for a cluster, where the index is elsewhere), or false.
 _DESTROY = (
-    _COMMON
+    _CHECK
     + """
 local k, ix = KEYS[1], ARGV[1]
 local meta = redis.call('HGET', k, '')
@@ -212,13 +221,13 @@ return u
 # of the user; other members are removed from the index (and dead
 # sessions from the store).
 _SESSIONS_OF = (
-    _COMMON
+    _CHECK
     + """
 local index_key, now, user, ix = KEYS[1], tonumber(ARGV[1]), ARGV[2], ARGV[3]
 local out = {}
 for _, k in ipairs(redis.call('SMEMBERS', index_key)) do
   local m = redis.call('HMGET', k, '', '\\0')
-  if m[1] and owner(m[1]) == user and live(k, m[1], m[2], now, ix) then
+  if m[1] and owner(m[1]) == user and check(k, m[1], m[2], now, ix) then
     out[#out + 1] = k
     out[#out + 1] = m[2]
     out[#out + 1] = m[1]
@@ -233,11 +242,11 @@ return out
 # KEYS session; ARGV now. {meta, accessed} of a live session, not an
 # access; or false. For a cluster's sessions_of and rename.
 _PEEK = (
-    _COMMON
+    _CHECK
     + """
 local k, now = KEYS[1], tonumber(ARGV[1])
 local m = redis.call('HMGET', k, '', '\\0')
-if not live(k, m[1], m[2], now, '') then return false end
+if not check(k, m[1], m[2], now, '') then return false end
 return m
 """
 )
@@ -245,11 +254,11 @@ return m
 # KEYS session; ARGV now. {pttl, fields and values} of a live session, not
 # an access; or false. The first half of a rename across cluster slots.
 _COPY = (
-    _COMMON
+    _CHECK
     + """
 local k, now = KEYS[1], tonumber(ARGV[1])
 local m = redis.call('HMGET', k, '', '\\0')
-if not live(k, m[1], m[2], now, '') then return false end
+if not check(k, m[1], m[2], now, '') then return false end
 return {redis.call('PTTL', k), redis.call('HGETALL', k)}
 """
 )
@@ -259,11 +268,11 @@ return {redis.call('PTTL', k), redis.call('HGETALL', k)}
 # still live and as copied (an access in between changes nothing that
 # matters); 0 if it is not live; -1, keeping it, if a write changed it.
 _DROP = (
-    _COMMON
+    _CHECK
     + """
 local k, now = KEYS[1], tonumber(ARGV[1])
 local m = redis.call('HMGET', k, '', '\\0')
-if not live(k, m[1], m[2], now, '') then return 0 end
+if not check(k, m[1], m[2], now, '') then return 0 end
 if redis.call('HLEN', k) ~= (#ARGV - 1) / 2 + 1 then return -1 end
 for i = 2, #ARGV, 2 do
   if redis.call('HGET', k, ARGV[i]) ~= ARGV[i + 1] then return -1 end
