@@ -138,7 +138,7 @@ def test_one_hash_per_session_values_in_the_one_codec(
     for k, v in data.items():
         assert stored[k.encode()] == values.encode(v).encode()
     # The reserved fields: lifetime and user, and the last access.
-    assert stored[b""] == b"60.0 1000100.0 1 1000000.0 alice"
+    assert stored[b""] == b"60 1000100.0 1 1000000.0 alice"
     assert stored[b"\x00"] == b"1000000.0"
     assert set(stored) == {b"", b"\x00", *(k.encode() for k in data)}
 
