@@ -655,6 +655,43 @@ def test_concurrent_requests_writing_different_keys_keep_both(
     assert {k.decode() for k in stored} == {"", "\x00", "seed", *names}
 
 
+# -- round trips -------------------------------------------------------------------
+
+
+def test_each_operation_is_one_round_trip(
+    provider: RedisProvider, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Counted on the client: every send is a round trip (no pipelining here).
+    from redis import connection
+
+    sends = []
+    cls = getattr(connection, "AbstractConnection", connection.Connection)
+    original = cls.send_packed_command
+
+    def counting(self: Any, command: Any, check_health: bool = True) -> None:
+        sends.append(1)
+        original(self, command, check_health)
+
+    monkeypatch.setattr(cls, "send_packed_command", counting)
+    a, b = "C" * 43, "D" * 43
+    calls = {
+        "create": lambda: create(provider, a, {"a": 1}, user="u"),
+        "load": lambda: provider.load(a, NOW),
+        "save": lambda: provider.save(a, {"b": 2}, ["a"], NOW, lifetime=(90.0, True)),
+        "save with a new user": lambda: provider.save(a, {}, [], NOW, user="v"),
+        "sessions_of": lambda: provider.sessions_of("v", NOW),
+        "rename": lambda: provider.rename(a, b, NOW),
+        "destroy": lambda: provider.destroy(b),
+        "count": lambda: provider.count(),
+    }
+    for call in calls.values():
+        call()  # the first time loads the scripts
+    for name, call in calls.items():
+        sends.clear()
+        call()
+        assert len(sends) == 1, name
+
+
 # -- bad values and stored garbage -----------------------------------------------
 
 
