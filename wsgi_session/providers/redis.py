@@ -461,7 +461,8 @@ class RedisProvider(Provider):
     *before* the session (creating with a user or changing it costs a
     second round trip), so it always lists at least every live session;
     it has no TTL, and entries whose session has gone are removed when
-    :meth:`sessions_of` reads it or the session is destroyed. A rename
+    :meth:`sessions_of` reads it (one round trip per entry there) or the
+    session is destroyed. A rename
     copies the session to the new key, then deletes the old one only if it
     is still live and unchanged (a script on the old key's node); if a
     destroy came in between, the copy is deleted again and the rename
