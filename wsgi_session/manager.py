@@ -295,8 +295,9 @@ class Manager:
         live: expired, destroyed or unknown), ``lost`` (a save found its
         session gone), ``revoked``, ``refused`` (cookies refused: malformed,
         badly signed, or ambiguous), ``store_errors``, ``sweeps``,
-        ``last_sweep_removed``, ``last_sweep_seconds``, ``sessions`` (where
-        the store can count cheaply), plus the provider's own counters
+        ``last_sweep_removed``, ``last_sweep_seconds``, ``sessions`` (for a
+        store inside the process; ``provider.count()`` counts the others, at
+        a cost), plus the provider's own counters
         (``evicted``, ``expired``...). Counters are plain ints bumped
         without a lock: under heavy thread contention one may miss a step.
         """
@@ -307,9 +308,12 @@ class Manager:
             out["last_sweep_removed"] = sweeper.last_removed
             out["last_sweep_seconds"] = sweeper.last_seconds
         out.update(self.provider.stats())
-        count = self.provider.count()
-        if count is not None:
-            out["sessions"] = count
+        if self.provider.process_local:
+            # Counting a store outside the process walks it (SCAN, COUNT(*)):
+            # call provider.count() yourself, now and then, for those.
+            count = self.provider.count()
+            if count is not None:
+                out["sessions"] = count
         return out
 
     def count(self, counter: str) -> None:
