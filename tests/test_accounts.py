@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import sqlite3
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qs
 
+import pytest
 import webtest
 
 from wsgi_session import SessionMiddleware, get_session
@@ -37,6 +40,29 @@ def accounts_app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
     return [json.dumps(body).encode()]
 
 
+pytest_plugins = ["redis_server"]
+
+STORES = ["memory", "sqlite", "redis"]
+
+
+@pytest.fixture(params=STORES)
+def store_app(request: pytest.FixtureRequest, make_app: Any, tmp_path: Any) -> Callable[..., Any]:
+    """make_app on each store: the index is part of every provider's contract."""
+    name = request.param
+    if name == "memory":
+        options: dict[str, Any] = {}
+    elif name == "sqlite":
+        options = {"path": str(tmp_path / "sessions.db")}
+    else:
+        options = {"url": request.getfixturevalue("redis_url")}
+
+    def factory(**more: Any) -> Any:
+        return make_app(provider=name, provider_options=options or None, **more)
+
+    factory.store = name  # type: ignore[attr-defined]
+    return factory
+
+
 def make(make_app: Any, **options: Any) -> tuple[SessionMiddleware, list[webtest.TestApp]]:
     holder: dict[str, SessionMiddleware] = {}
 
@@ -49,8 +75,8 @@ def make(make_app: Any, **options: Any) -> tuple[SessionMiddleware, list[webtest
     return mw, [webtest.TestApp(mw) for _ in range(3)]
 
 
-def test_three_devices_listed_then_logged_out_everywhere_but_this_one(make_app: Any) -> None:
-    mw, (laptop, phone, tablet) = make(make_app)
+def test_three_devices_listed_then_logged_out_everywhere_but_this_one(store_app: Any) -> None:
+    mw, (laptop, phone, tablet) = make(store_app)
     for client in (laptop, phone, tablet):
         client.get("/login", {"user": "alice"})
     stranger = webtest.TestApp(mw)
@@ -64,8 +90,8 @@ def test_three_devices_listed_then_logged_out_everywhere_but_this_one(make_app: 
     assert laptop.get("/devices").json["all"] == [devices["mine"]]
 
 
-def test_revoke_one_device_by_its_handle(make_app: Any) -> None:
-    _, (laptop, phone, _) = make(make_app)
+def test_revoke_one_device_by_its_handle(store_app: Any) -> None:
+    _, (laptop, phone, _) = make(store_app)
     laptop.get("/login", {"user": "alice"})
     phone.get("/login", {"user": "alice"})
     phone_handle = phone.get("/devices").json["mine"]
@@ -75,8 +101,8 @@ def test_revoke_one_device_by_its_handle(make_app: Any) -> None:
     assert laptop.get("/revoke", {"handle": phone_handle}).json is False
 
 
-def test_the_index_follows_logout_login_and_expiry(make_app: Any, clock: Any) -> None:
-    mw, (laptop, phone, _) = make(make_app, max_lifetime=100)
+def test_the_index_follows_logout_login_and_expiry(store_app: Any, clock: Any) -> None:
+    mw, (laptop, phone, _) = make(store_app, max_lifetime=100)
     laptop.get("/login", {"user": "alice"})
     phone.get("/login", {"user": "alice"})
     old = laptop.get("/devices").json["mine"]
@@ -88,7 +114,7 @@ def test_the_index_follows_logout_login_and_expiry(make_app: Any, clock: Any) ->
     assert mw.manager.sessions_of("alice") == []
 
 
-def test_a_request_that_loaded_a_revoked_session_does_not_bring_it_back(make_app: Any) -> None:
+def test_a_request_that_loaded_a_revoked_session_does_not_bring_it_back(store_app: Any) -> None:
     revoked_midway: dict[str, Any] = {}
 
     def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
@@ -102,8 +128,35 @@ def test_a_request_that_loaded_a_revoked_session_does_not_bring_it_back(make_app
         start_response("200 OK", [])
         return [b""]
 
-    mw, client = make_app(app=app, user_key="user_id")
+    mw, client = store_app(app=app, user_key="user_id")
     client.get("/login")
     client.get("/shop")
     assert revoked_midway["n"] == 1
-    assert mw.manager.sessions_of("alice") == [] and mw.manager.provider.count() == 0
+    assert mw.manager.sessions_of("alice") == [] and mw.manager.provider.count() in (0, None)
+
+
+def raw_keys(mw: SessionMiddleware, store: str) -> set[str]:
+    """Every key the store holds, read from the store itself (as a dump would)."""
+    provider: Any = mw.manager.provider
+    if store == "memory":
+        return {*provider._probation, *provider._protected}
+    if store == "sqlite":
+        with sqlite3.connect(provider.path) as db:
+            return {row[0] for row in db.execute("SELECT sid FROM wsgi_sessions")}
+    return {key.decode() for key in provider.client.keys("*")}
+
+
+def test_a_copy_of_the_store_holds_no_live_id(store_app: Any) -> None:
+    mw, clients = make(store_app)
+    ids = []
+    for n, client in enumerate(clients):
+        client.get("/login", {"user": f"user{n}"})
+        ids.append(client.cookies["session_id"])
+    dump = " ".join(raw_keys(mw, store_app.store))
+    assert len(raw_keys(mw, store_app.store)) >= 3
+    assert not any(sid in dump for sid in ids)
+    # The keys in the dump are no use as cookies either.
+    thief = webtest.TestApp(mw)
+    for key in raw_keys(mw, store_app.store):
+        thief.set_cookie("session_id", key.rsplit(":", 1)[-1][-43:])
+        assert thief.get("/whoami").json is None
