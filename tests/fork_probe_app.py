@@ -136,7 +136,8 @@ def _keep_busy(started: threading.Event) -> None:
 _warm_up()
 if os.environ.get("FORK_PROBE_BUSY") == "1":
     started = threading.Event()
-    threading.Thread(target=_keep_busy, args=(started,), name="fork-probe-busy", daemon=True).start()
+    busy = threading.Thread(target=_keep_busy, args=(started,), name="fork-busy", daemon=True)
+    busy.start()
     started.wait(10)
     # uWSGI forks as soon as the import returns, holding the GIL: give the
     # thread the GIL now, so that it is inside the store when the fork comes.

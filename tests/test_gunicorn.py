@@ -7,63 +7,17 @@ process group, if need be) when the test ends.
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import os
 import re
-import signal
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager, suppress
-from http.cookiejar import CookieJar
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
-from urllib.request import HTTPCookieProcessor, ProxyHandler, Request, build_opener
 
 import pytest
-from conftest import require
-from examples_common import EXAMPLES, ROOT
+from examples_common import EXAMPLES
+from servers import TESTS, Server, get_with_cookie, gunicorn
 
 pytestmark = pytest.mark.server
-
-TESTS = Path(__file__).resolve().parent
-START_TIMEOUT = 30.0  # seconds for gunicorn to bind (a loaded CI machine is slow)
-REQUEST_TIMEOUT = 30.0  # the first request also waits for the worker to import the app
-_LISTENING = re.compile(r"Listening at: http://127\.0\.0\.1:(\d+)")
-
-
-@pytest.fixture(autouse=True)
-def _needs_gunicorn() -> None:
-    require(
-        "gunicorn",
-        "WSGI_SESSION_REQUIRE_GUNICORN",
-        importlib.util.find_spec("gunicorn") is not None,
-        "gunicorn is not installed (pip install -e '.[test]')",
-    )
-
-
-class Client:
-    """A cookie-keeping HTTP client (never through a proxy: loopback only)."""
-
-    def __init__(self, base_url: str) -> None:
-        self.base_url = base_url
-        self.jar = CookieJar()
-        self._opener = build_opener(ProxyHandler({}), HTTPCookieProcessor(self.jar))
-
-    def get(self, path: str) -> str:
-        with self._opener.open(self.base_url + path, timeout=REQUEST_TIMEOUT) as response:
-            return str(response.read().decode())
-
-    def post(self, path: str, form: dict[str, str] | None = None) -> str:
-        data = urlencode(form or {}).encode()
-        with self._opener.open(self.base_url + path, data, timeout=REQUEST_TIMEOUT) as response:
-            return str(response.read().decode())
-
-    def cookie(self, name: str = "session_id") -> str | None:
-        return next((c.value for c in self.jar if c.name == name), None)
 
 
 def csrf_of(page: str) -> str:
@@ -71,80 +25,6 @@ def csrf_of(page: str) -> str:
     found = re.search(r'name="csrf_token" value="([^"]+)"', page)
     assert found, page
     return found.group(1)
-
-
-def get_with_cookie(url: str, cookie: str) -> str:
-    """One GET sending exactly ``Cookie: session_id=<cookie>``."""
-    request = Request(url, headers={"Cookie": f"session_id={cookie}"})
-    with build_opener(ProxyHandler({})).open(request, timeout=REQUEST_TIMEOUT) as response:
-        return str(response.read().decode())
-
-
-class Server:
-    def __init__(self, proc: subprocess.Popen[bytes], port: int) -> None:
-        self.proc = proc
-        self.base_url = f"http://127.0.0.1:{port}"
-
-    def client(self) -> Client:
-        return Client(self.base_url)
-
-
-def _gunicorn_flags() -> list[str]:
-    from gunicorn.config import KNOWN_SETTINGS
-
-    # gunicorn >= 24 opens a control socket at one fixed path per user:
-    # parallel servers would fight over it.
-    if any(s.name == "control_socket_disable" for s in KNOWN_SETTINGS):
-        return ["--no-control-socket"]
-    return []
-
-
-@contextmanager
-def gunicorn(
-    *args: str, cwd: Path = ROOT, env: dict[str, str] | None = None, log: Path
-) -> Iterator[Server]:
-    """Run ``gunicorn args...`` on a free loopback port until the block ends."""
-    command = [
-        sys.executable, "-m", "gunicorn",
-        "--bind", "127.0.0.1:0",
-        "--workers", "1",
-        "--threads", "4",
-        "--graceful-timeout", "3",
-        *_gunicorn_flags(),
-        *args,
-    ]  # fmt: skip
-    environ = {**os.environ, "WSGI_SESSION_PROVIDER": "memory", **(env or {})}
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            command, cwd=cwd, env=environ, stdout=out, stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own process group: the workers die with it
-        )  # fmt: skip
-    try:
-        yield Server(proc, _wait_for_port(proc, log))
-    finally:
-        _stop(proc)
-
-
-def _wait_for_port(proc: subprocess.Popen[bytes], log: Path) -> int:
-    deadline = time.monotonic() + START_TIMEOUT
-    while time.monotonic() < deadline:
-        found = _LISTENING.search(log.read_text(errors="replace"))
-        if found:
-            return int(found.group(1))
-        if proc.poll() is not None:
-            break
-        time.sleep(0.05)
-    pytest.fail(f"gunicorn did not start:\n{log.read_text(errors='replace')}", pytrace=False)
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.terminate()  # the master stops its workers gracefully
-        with suppress(subprocess.TimeoutExpired):
-            proc.wait(timeout=10)
-    with suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGKILL)  # anything of its group still alive
-    proc.wait(timeout=10)
 
 
 # -- the demo -------------------------------------------------------------
