@@ -61,19 +61,17 @@ def inner(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
 
 def stats() -> dict[str, Any]:
     manager = app.manager
-    provider = manager.provider
     # A thread is real only if this process has it: threading's bookkeeping
     # is copied by fork and, with no at-fork hook run, still lists the
     # master's threads as alive.
     tasks = set(os.listdir("/proc/self/task"))
     gc_threads = [t for t in threading.enumerate() if t.name == GC_THREAD]
-    count = len(provider) if hasattr(provider, "__len__") else None  # the memory store's
     return {
         "loaded_in": LOADED_IN,
         "gc_running": manager.gc_running,
         "gc_threads": sum(str(t.native_id) in tasks for t in gc_threads),
         "gc_threads_listed": len(gc_threads),
-        "sessions": count,
+        "sessions": manager.provider.count(),
     }
 
 
