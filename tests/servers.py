@@ -252,6 +252,7 @@ def uwsgi(
     env: dict[str, str] | None = None,
     log: Path,
     pythonpath: tuple[Path, ...] = (TESTS,),
+    extra: tuple[str, ...] = (),
 ) -> Iterator[Server]:
     """Run ``app`` (``module:callable``) under uWSGI with ``workers`` processes.
 
@@ -280,6 +281,7 @@ def uwsgi(
         "--reload-mercy", "3",
         "--disable-logging",  # no line per request
         "--no-orphans",
+        *extra,
     ]  # fmt: skip
     with _serve(
         command, cwd=ROOT, env=env, log=log, listening=r"bound to TCP address 127\.0\.0\.1:(\d+)"
