@@ -99,6 +99,7 @@ CLIENTS = 24
 VISITS = 10
 
 
+@pytest.mark.redis
 def test_redis_sessions_never_mix_across_workers(serve: Serve, redis_url: str) -> None:
     """The master's Redis connection is not the workers': each client only
     ever sees its own session, under concurrent requests to all workers."""
