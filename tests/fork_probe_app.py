@@ -122,7 +122,8 @@ def _warm_up() -> None:
 
 def _keep_busy(started: threading.Event) -> None:
     """Load a large session without pause: the store's lock is held most of
-    the time (its values are copied under it)."""
+    the time (its values are copied under it), and with two such threads
+    nearly all of it."""
     _, sid = _request("/new")
     assert sid
     app.manager.save(sid, {"big": list(range(200_000))}, ())
@@ -133,10 +134,11 @@ def _keep_busy(started: threading.Event) -> None:
 
 _warm_up()
 if os.environ.get("FORK_PROBE_BUSY") == "1":
-    started = threading.Event()
-    busy = threading.Thread(target=_keep_busy, args=(started,), name="fork-busy", daemon=True)
-    busy.start()
-    started.wait(10)
+    for _ in range(2):
+        started = threading.Event()
+        busy = threading.Thread(target=_keep_busy, args=(started,), name="fork-busy", daemon=True)
+        busy.start()
+        started.wait(10)
     # uWSGI forks as soon as the import returns, holding the GIL: give the
     # thread the GIL now, so that it is inside the store when the fork comes.
     time.sleep(0.2)
