@@ -131,17 +131,24 @@ def test_redis_sessions_never_mix_across_workers(serve: Serve, redis_url: str) -
 
 
 def test_gc_thread_runs_and_sweeps_in_every_worker(serve: Serve) -> None:
-    """Each worker runs a GC thread of its own (the master's did not survive
-    the fork) that removes expired sessions with no request to help."""
+    """Each worker that served a session runs a GC thread of its own (the
+    master's did not survive the fork), which removes expired sessions with
+    no request to help.
+
+    The manager starts it at the first session a process serves (it checks
+    the pid there, not on every request), so each worker first writes one.
+    """
     env = {"FORK_PROBE_MAX_LIFETIME": "1", "FORK_PROBE_GC_INTERVAL": "0.2"}
     with serve(env) as server:
+        each_worker(server, "/new")
         stats = each_worker(server, "/stats")
         check_forked(server, stats)
         for answer in stats.values():
             assert answer["gc_threads"] == 1, answer  # a thread this process really has
             assert answer["gc_running"] is True, answer
-        # Every worker inherited the warm-up's session, expired by now: only
-        # each worker's own GC thread can remove it (/stats loads no session).
+        # Every worker holds its own new session and the warm-up's copy, both
+        # soon expired: only each worker's GC thread can remove them (/stats
+        # loads no session).
         deadline = time.monotonic() + 10
         while any(s["sessions"] for s in stats.values()) and time.monotonic() < deadline:
             time.sleep(0.3)
