@@ -71,7 +71,7 @@ def stats() -> dict[str, Any]:
         "gc_running": manager.gc_running,
         "gc_threads": sum(str(t.native_id) in tasks for t in gc_threads),
         "gc_threads_listed": len(gc_threads),
-        "sessions": manager.provider.count(),
+        "sessions": manager.provider.count() if manager.provider.process_local else None,
     }
 
 
