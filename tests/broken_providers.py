@@ -7,6 +7,7 @@ plausible but wrong store would write it.
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Collection, Mapping
 from dataclasses import replace
@@ -15,6 +16,7 @@ from typing import Any
 
 from dict_provider import DictProvider, Entry
 
+from wsgi_session.errors import ProviderError
 from wsgi_session.provider import UNCHANGED, Record, expires
 
 
@@ -46,7 +48,7 @@ class SaveIgnoresExpiry(DictProvider):
         lifetime: tuple[float, bool] | None = None,
         user: str | None | EllipsisType = UNCHANGED,
     ) -> bool:
-        with self._lock:
+        with self._locked():
             entry = self._sessions.get(sid)
             if entry is not None:
                 entry.accessed = now
@@ -57,7 +59,7 @@ class SharedData(DictProvider):
     """load() hands out the stored dict itself."""
 
     def load(self, sid: str, now: float) -> Record | None:
-        with self._lock:
+        with self._locked():
             entry = self._live(sid, now)
             if entry is None:
                 return None
@@ -80,7 +82,7 @@ class RenameIsAccess(DictProvider):
     def rename(self, old: str, new: str, now: float) -> bool:
         renamed = super().rename(old, new, now)
         if renamed:
-            with self._lock:
+            with self._locked():
                 self._sessions[new].accessed = now
         return renamed
 
@@ -115,7 +117,7 @@ class ReadModifyWrite(DictProvider):
         lifetime: tuple[float, bool] | None = None,
         user: str | None | EllipsisType = UNCHANGED,
     ) -> bool:
-        with self._lock:
+        with self._locked():
             entry = self._live(sid, now)
             if entry is None:
                 return False
@@ -130,7 +132,7 @@ class ReadModifyWrite(DictProvider):
         old_user = entry.user
         if user is not UNCHANGED:
             entry.user = user
-        with self._lock:
+        with self._locked():
             self._sessions[sid] = entry
             self._unindex(sid, old_user)
             self._index(sid, entry.user)
@@ -142,17 +144,17 @@ class CopyThenDelete(DictProvider):
     checking that it is still live (a racing destroy loses)."""
 
     def rename(self, old: str, new: str, now: float) -> bool:
-        with self._lock:
+        with self._locked():
             entry = self._live(old, now)
             if entry is None:
                 return False
             copy = replace(entry, data=dict(entry.data))
         round_trip()
-        with self._lock:
+        with self._locked():
             self._sessions[new] = copy
             self._index(new, copy.user)
         round_trip()
-        with self._lock:
+        with self._locked():
             self._remove(old)
         return True
 
@@ -161,7 +163,7 @@ class ListsDead(DictProvider):
     """sessions_of() lists whatever the index holds, live or not."""
 
     def sessions_of(self, user: str, now: float) -> list[tuple[str, Record]]:
-        with self._lock:
+        with self._locked():
             return [(sid, self._sessions[sid].record({})) for sid in self._users.get(user, ())]
 
 
@@ -169,7 +171,7 @@ class RenameKeepsIndex(DictProvider):
     """rename() leaves the user index pointing at the old id."""
 
     def rename(self, old: str, new: str, now: float) -> bool:
-        with self._lock:
+        with self._locked():
             entry = self._live(old, now)
             if entry is None:
                 return False
@@ -178,7 +180,7 @@ class RenameKeepsIndex(DictProvider):
             return True
 
     def sessions_of(self, user: str, now: float) -> list[tuple[str, Record]]:
-        with self._lock:
+        with self._locked():
             return [
                 (sid, entry.record({}))
                 for sid in self._users.get(user, ())
@@ -192,7 +194,7 @@ class SweepStopsAtLive(DictProvider):
     as if every session had the same lifetime."""
 
     def gc(self, now: float) -> int:
-        with self._lock:
+        with self._locked():
             dead = []
             for sid, entry in self._sessions.items():
                 if entry.live(now):
@@ -248,5 +250,30 @@ class CountsUsers(DictProvider):
     """count() counts the user index instead of the sessions."""
 
     def count(self) -> int:
-        with self._lock:
+        with self._locked():
             return sum(len(sids) for sids in self._users.values())
+
+
+class Unreachable(DictProvider):
+    """The reference with a switch: once ``down``, every call fails as a lost
+    connection would, with ProviderError (this one is right)."""
+
+    down = False
+
+    def _locked(self) -> threading.Lock:
+        if self.down:
+            raise ProviderError("the session store is unreachable") from ConnectionRefusedError(
+                "connection refused"
+            )
+        return super()._locked()
+
+
+class RawErrors(DictProvider):
+    """Lets the store's own exception out instead of ProviderError."""
+
+    down = False
+
+    def _locked(self) -> threading.Lock:
+        if self.down:
+            raise ConnectionRefusedError("connection refused")
+        return super()._locked()

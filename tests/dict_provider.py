@@ -6,6 +6,7 @@ the conformance kit is checked against (tests/test_testing.py).
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
@@ -39,6 +40,7 @@ class DictProvider(Provider):
     process_local = True
 
     def __init__(self) -> None:
+        self._pid = os.getpid()
         self._lock = threading.Lock()
         self._sessions: dict[str, Entry] = {}
         self._users: dict[str, set[str]] = {}  # user -> sids of sessions held
@@ -55,12 +57,12 @@ class DictProvider(Provider):
         user: str | None = None,
     ) -> None:
         entry = Entry(dict(data), now, now, idle, deadline, persistent, user)
-        with self._lock:
+        with self._locked():
             self._sessions[sid] = entry
             self._index(sid, user)
 
     def load(self, sid: str, now: float) -> Record | None:
-        with self._lock:
+        with self._locked():
             entry = self._live(sid, now)
             if entry is None:
                 return None
@@ -78,7 +80,7 @@ class DictProvider(Provider):
         lifetime: tuple[float, bool] | None = None,
         user: str | None | EllipsisType = UNCHANGED,
     ) -> bool:
-        with self._lock:
+        with self._locked():
             entry = self._live(sid, now)
             if entry is None:
                 return False
@@ -95,7 +97,7 @@ class DictProvider(Provider):
             return True
 
     def rename(self, old: str, new: str, now: float) -> bool:
-        with self._lock:
+        with self._locked():
             entry = self._live(old, now)
             if entry is None:
                 return False
@@ -105,11 +107,11 @@ class DictProvider(Provider):
             return True
 
     def destroy(self, sid: str) -> None:
-        with self._lock:
+        with self._locked():
             self._remove(sid)
 
     def sessions_of(self, user: str, now: float) -> list[tuple[str, Record]]:
-        with self._lock:
+        with self._locked():
             return [
                 (sid, entry.record({}))
                 for sid in self._users.get(user, ())
@@ -119,15 +121,21 @@ class DictProvider(Provider):
     def gc(self, now: float) -> int:
         # One pass under the lock: fine for a reference, not for a big store
         # (the contract asks for bounded batches).
-        with self._lock:
+        with self._locked():
             dead = [sid for sid, entry in self._sessions.items() if not entry.live(now)]
             for sid in dead:
                 self._remove(sid)
             return len(dead)
 
     def count(self) -> int:
-        with self._lock:
+        with self._locked():
             return len(self._sessions)
+
+    def _locked(self) -> threading.Lock:
+        if self._pid != os.getpid():  # forked: the lock may be held by a thread left behind
+            self._pid = os.getpid()
+            self._lock = threading.Lock()
+        return self._lock
 
     def _live(self, sid: str, now: float) -> Entry | None:
         entry = self._sessions.get(sid)

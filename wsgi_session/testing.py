@@ -17,11 +17,15 @@ Only tests import this module, so it may import pytest.
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 import random
 import secrets
 import sys
 import threading
 import time
+import traceback
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, ClassVar
@@ -29,8 +33,9 @@ from typing import Any, ClassVar
 import pytest
 
 from .errors import ProviderError
-from .provider import UNCHANGED, Provider, Record
+from .provider import UNCHANGED, Provider, Record, expires
 from .values import MAX_DEPTH, MAX_INT_BITS, checked_copy
+from .values import copy_values as values_copy
 
 __all__ = ["ProviderTests"]
 
@@ -104,8 +109,10 @@ def assert_same(got: Any, expected: Any, where: str = "data") -> None:
         "was stored (contract: Values - every store gives back exactly the same values)"
     )
     if isinstance(expected, dict):
-        assert sorted(got) == sorted(expected), (
-            f"{where}: keys {sorted(got)!r:.200} where {sorted(expected)!r:.200} were stored"
+        missing, extra = expected.keys() - got.keys(), got.keys() - expected.keys()
+        assert not missing and not extra, (
+            f"{where}: keys missing {sorted(missing)!r:.200}, "
+            f"keys never stored {sorted(extra)!r:.200}"
         )
         for key in expected:
             assert_same(got[key], expected[key], f"{where}[{key!r}]")
@@ -175,10 +182,18 @@ class ProviderTests:
     #: True for a store that expires sessions by itself and keeps the default
     #: :meth:`~wsgi_session.Provider.gc` (then gc's count is not checked).
     expires_by_itself: ClassVar[bool] = False
+    #: How many random call sequences the model test tries (with hypothesis).
+    model_examples: ClassVar[int] = 25
 
     def make_provider(self) -> Provider:
         """A new provider over a fresh, empty store (the kit closes it)."""
         raise NotImplementedError(f"{type(self).__name__} must implement make_provider()")
+
+    def cross_process(self, provider: Provider) -> Callable[[], Provider]:
+        """A picklable callable that opens another provider over the same
+        store as ``provider`` (say ``functools.partial(MyProvider, path)``),
+        for the checks with several processes. Default: skip them."""
+        pytest.skip("cross_process() is not implemented for this provider")
 
     def break_store(self, provider: Provider) -> None:
         """Make ``provider``'s store fail (stop the server, lock or corrupt the
@@ -701,6 +716,90 @@ class ProviderTests:
         provider.close()
         provider.close()
 
+    # -- processes -------------------------------------------------------------
+
+    def test_processes_write_their_own_keys(self, provider: Provider) -> None:
+        factory = self.cross_process(provider)
+        sid = self.create(provider, {"base": 0})
+        processes, writes = 2, 30
+        context = multiprocessing.get_context("spawn")
+        barrier = context.Barrier(processes)
+        children = [
+            context.Process(target=_write_keys, args=(factory, sid, f"p{i}-", writes, barrier))
+            for i in range(processes)
+        ]
+        _run_processes(children)
+        expected = {"base": 0} | {f"p{i}-{j}": j for i in range(processes) for j in range(writes)}
+        assert_same(
+            self.live(provider, sid, T0 + 2).data,
+            expected,
+            "data after processes each wrote their own keys (contract: Atomicity)",
+        )
+
+    def test_destroy_racing_save_in_another_process(self, provider: Provider) -> None:
+        factory = self.cross_process(provider)
+        sids = [self.create(provider, {"base": 0}) for _ in range(20)]
+        context = multiprocessing.get_context("spawn")
+        ready = context.Event()
+        child = context.Process(target=_save_until_gone, args=(factory, sids, ready))
+        child.start()
+        try:
+            assert ready.wait(60), "the other process did not start"
+            for sid in sids:
+                pause(random.uniform(0, 0.002))
+                provider.destroy(sid)
+                assert provider.load(sid, T0 + 1) is None, "load() right after destroy()"
+        finally:
+            _run_processes([child], started=True)
+        for sid in sids:
+            self.assert_dead(provider, sid, T0 + 1, "destroyed while another process saved it")
+
+    def test_fork(self, provider: Provider) -> None:
+        """A child forked while a thread uses the provider can use it at once
+        (the contract: a provider notices a fork by itself)."""
+        if not hasattr(os, "fork"):
+            pytest.skip("no os.fork here")
+        sid = self.create(provider, {"parent": 0})
+        stop = threading.Event()
+
+        def busy() -> None:  # so that a lock or connection is in use at the fork
+            while not stop.is_set():
+                provider.load(sid, T0 + 1)
+
+        thread = threading.Thread(target=busy, daemon=True)
+        thread.start()
+        try:
+            pause(0.01)
+            with warnings.catch_warnings():  # 3.12 warns of fork with threads: on purpose here
+                warnings.simplefilter("ignore", DeprecationWarning)
+                pid = os.fork()
+            if pid == 0:
+                _child(lambda: _use_after_fork(provider, sid))
+            for n in range(1, 51):
+                assert provider.save(sid, {"parent": n}, (), T0 + 1)
+        finally:
+            stop.set()
+            thread.join()
+        status = _wait(pid, 20)
+        assert status == 0, "the forked child could not use the provider"
+        data = self.live(provider, sid, T0 + 2).data
+        assert data["parent"] == 50
+        if not provider.process_local:
+            assert data.get("child") == 50, "the parent does not see what the forked child saved"
+        assert_same(self.live(provider, sid, T0 + 3).data, data)
+
+    # -- a model ---------------------------------------------------------------
+
+    def test_model(self) -> None:
+        """Random sequences of calls agree with a model of the contract (needs hypothesis)."""
+        pytest.importorskip("hypothesis")
+        run_model(
+            self.make_provider,
+            examples=self.model_examples,
+            steps=25,
+            exact_gc=not self.expires_by_itself,
+        )
+
     # -- threads -------------------------------------------------------------
 
     def test_per_key_concurrent_writes(self, provider: Provider) -> None:
@@ -899,3 +998,265 @@ class ProviderTests:
             self.assert_dead(provider, sid, now, "expired")
         if not (self.expires_by_itself or type(provider).gc is Provider.gc):
             assert sum(removed) == len(dead), "gc() miscounted under concurrent writes"
+
+
+def _write_keys(
+    factory: Callable[[], Provider],
+    sid: str,
+    prefix: str,
+    writes: int,
+    barrier: Any,
+) -> None:
+    provider = factory()
+    barrier.wait(60)
+    for j in range(writes):
+        assert provider.save(sid, {f"{prefix}{j}": j}, (), T0 + 1), "save() of a live session"
+    provider.close()
+
+
+def _save_until_gone(factory: Callable[[], Provider], sids: list[str], ready: Any) -> None:
+    provider = factory()
+    ready.set()
+    for sid in sids:
+        results: list[bool] = []
+        while len(results) < 10_000 and (not results or results[-1]):
+            results.append(provider.save(sid, {"child": len(results)}, (), T0 + 1))
+        assert results[-1] is False, "the other process destroyed the session, save() goes on"
+        for _ in range(3):
+            assert provider.save(sid, {"late": 1}, (), T0 + 1) is False, (
+                "save() returned True after it had returned False: the session came back"
+            )
+    provider.close()
+
+
+def _run_processes(processes: list[Any], *, started: bool = False, timeout: float = 120) -> None:
+    if not started:
+        for process in processes:
+            process.start()
+    for process in processes:
+        process.join(timeout)
+        if process.is_alive():
+            process.kill()
+            process.join()
+            raise AssertionError(f"a process using the provider did not finish in {timeout} s")
+    assert all(p.exitcode == 0 for p in processes), "a process failed (its traceback is above)"
+
+
+def _use_after_fork(provider: Provider, sid: str) -> None:
+    for n in range(1, 51):
+        assert provider.save(sid, {"child": n}, (), T0 + 1), "save() in the forked child"
+    assert provider.load(sid, T0 + 1) is not None
+    other = new_sid()
+    provider.create(other, {"x": 1}, T0, idle=IDLE, deadline=None)
+    assert provider.load(other, T0 + 1) is not None
+    provider.destroy(other)
+
+
+def _child(work: Callable[[], None]) -> None:
+    """Run ``work`` in a forked child and leave at once (pytest must not go on there)."""
+    status = 1
+    try:
+        work()
+        status = 0
+    except BaseException:
+        traceback.print_exc()
+    finally:
+        os._exit(status)
+
+
+def _wait(pid: int, timeout: float) -> int:
+    """The exit status of child ``pid``; kill it if it hangs (a lock held at the fork)."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(status)
+        time.sleep(0.01)
+    os.kill(pid, 9)
+    os.waitpid(pid, 0)
+    raise AssertionError(f"the forked child hung for {timeout} s (a lock held at the fork?)")
+
+
+def run_model(
+    make_provider: Callable[[], Provider], *, examples: int, steps: int, exact_gc: bool
+) -> None:
+    """Drive a provider and a model of the contract with the same random calls
+    (hypothesis's stateful testing) and compare every answer."""
+    from hypothesis import HealthCheck, Phase, settings
+    from hypothesis import strategies as st
+    from hypothesis.stateful import Bundle, RuleBasedStateMachine, rule, run_state_machine_as_test
+
+    text = st.text(st.characters(exclude_categories=()), max_size=8)  # with lone surrogates
+    values = st.recursive(
+        st.none()
+        | st.booleans()
+        | st.integers()
+        | st.sampled_from([(1 << MAX_INT_BITS) - 1, -(1 << 64)])
+        | st.floats(allow_nan=False, allow_infinity=False)
+        | text,
+        lambda inner: st.lists(inner, max_size=3) | st.dictionaries(text, inner, max_size=3),
+        max_leaves=6,
+    )
+    keys = st.sampled_from(["a", "b", "ключ", "x.y", "😀"])
+    data = st.dictionaries(keys, values, max_size=3)
+    users = st.sampled_from([None, "alice", "bob", "b*"])
+    idles = st.sampled_from([0.25, 10.0, 100.0, 1000.0])
+    steps_of_time = st.sampled_from([0.0, 0.25, 1.0, 9.75, 10.0, 50.0, 100.0, 1000.0])
+
+    class Model(RuleBasedStateMachine):
+        sids = Bundle("sids")
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.provider = make_provider()
+            self.now = T0
+            # sid -> [data, created, accessed, idle, deadline, persistent, user]
+            self.sessions: dict[str, list[Any]] = {}
+
+        def teardown(self) -> None:
+            self.provider.close()
+
+        def alive(self, sid: str) -> list[Any] | None:
+            s = self.sessions.get(sid)
+            if s is None or self.now >= expires(s[2], s[3], s[4]):
+                return None
+            return s
+
+        def record(self, s: list[Any]) -> Record:
+            return Record(s[0], s[1], s[2], s[3], s[4], s[5])
+
+        @rule(
+            target=sids,
+            data=data,
+            idle=idles,
+            ttl=st.none() | idles,
+            persistent=st.booleans(),
+            user=users,
+        )
+        def create(
+            self,
+            data: dict[str, Any],
+            idle: float,
+            ttl: float | None,
+            persistent: bool,
+            user: str | None,
+        ) -> str:
+            sid = new_sid()
+            deadline = None if ttl is None else self.now + ttl
+            self.provider.create(
+                sid, data, self.now, idle=idle, deadline=deadline, persistent=persistent, user=user
+            )
+            self.sessions[sid] = [
+                values_copy(data),
+                self.now,
+                self.now,
+                idle,
+                deadline,
+                persistent,
+                user,
+            ]
+            return sid
+
+        @rule(seconds=steps_of_time)
+        def tick(self, seconds: float) -> None:
+            self.now += seconds
+
+        @rule(sid=sids)
+        def load(self, sid: str) -> None:
+            got = self.provider.load(sid, self.now)
+            s = self.alive(sid)
+            if s is None:
+                assert got is None, "load() returned a session that is not live"
+                return
+            assert got is not None, "load() did not return a live session"
+            assert_same(got.data, s[0])
+            assert got._replace(data={}) == self.record(s)._replace(data={})
+            s[2] = self.now
+
+        @rule(
+            sid=sids,
+            changed=data,
+            removed=st.lists(keys, max_size=2),
+            lifetime=st.none() | st.tuples(idles, st.booleans()),
+            user=st.just(UNCHANGED) | users,
+        )
+        def save(
+            self,
+            sid: str,
+            changed: dict[str, Any],
+            removed: list[str],
+            lifetime: tuple[float, bool] | None,
+            user: Any,
+        ) -> None:
+            removed = [key for key in removed if key not in changed]
+            saved = self.provider.save(
+                sid, changed, removed, self.now, lifetime=lifetime, user=user
+            )
+            s = self.alive(sid)
+            assert saved is (s is not None), f"save() returned {saved} for a session " + (
+                "that is not live" if s is None else "that is live"
+            )
+            if s is not None:
+                s[0].update(values_copy(changed))
+                for key in removed:
+                    s[0].pop(key, None)
+                s[2] = self.now
+                if lifetime is not None:
+                    s[3], s[5] = lifetime
+                if user is not UNCHANGED:
+                    s[6] = user
+
+        @rule(target=sids, old=sids)
+        def rename(self, old: str) -> str:
+            new = new_sid()
+            renamed = self.provider.rename(old, new, self.now)
+            s = self.alive(old)
+            assert renamed is (s is not None), f"rename() returned {renamed}"
+            if s is not None:
+                self.sessions[new] = self.sessions.pop(old)
+            return new
+
+        @rule(sid=sids)
+        def destroy(self, sid: str) -> None:
+            self.provider.destroy(sid)
+            self.sessions.pop(sid, None)
+
+        @rule(user=users.filter(lambda u: u is not None))
+        def sessions_of(self, user: str) -> None:
+            listed = dict(self.provider.sessions_of(user, self.now))
+            expected = {
+                sid: self.record(s)
+                for sid in self.sessions
+                if (s := self.alive(sid)) is not None and s[6] == user
+            }
+            assert set(listed) == set(expected), "sessions_of() listed other sessions"
+            for sid, record in listed.items():
+                assert record._replace(data={}) == expected[sid]._replace(data={})
+
+        @rule()
+        def gc(self) -> None:
+            removed = 0
+            while found := self.provider.gc(self.now):
+                removed += found
+            dead = [sid for sid in self.sessions if self.alive(sid) is None]
+            for sid in dead:
+                del self.sessions[sid]
+            if exact_gc and type(self.provider).gc is not Provider.gc:
+                assert removed == len(dead), f"gc() removed {removed}, {len(dead)} were dead"
+                count = self.provider.count()
+                assert count is None or count == len(self.sessions), "count() is wrong"
+
+    run_state_machine_as_test(  # type: ignore[no-untyped-call]
+        Model,
+        settings=settings(
+            max_examples=examples,
+            stateful_step_count=steps,
+            deadline=None,
+            database=None,
+            print_blob=False,
+            # A failing store's report comes at once; the check that failed
+            # names the call, and the steps before it are printed.
+            phases=[Phase.explicit, Phase.reuse, Phase.generate],
+            suppress_health_check=list(HealthCheck),
+        ),
+    )
