@@ -3,11 +3,12 @@ and each provider in tests/broken_providers.py, wrong in one way, fails it."""
 
 from __future__ import annotations
 
+import broken_providers
 import pytest
 from dict_provider import DictProvider
 
 from wsgi_session.provider import Provider
-from wsgi_session.testing import ProviderTests
+from wsgi_session.testing import ProviderTests, run_model
 
 pytest_plugins = ["pytester"]
 
@@ -66,7 +67,7 @@ class Test{name}(ProviderTests):
     pytester.makepyfile(
         test_kit=f"""
 import broken_providers
-from wsgi_session.testing import ProviderTests
+from wsgi_session.testing import ProviderTests, run_model
 {classes}"""
     )
     failing = [
@@ -84,3 +85,10 @@ from wsgi_session.testing import ProviderTests
         reports[name] = reports.get(name, "") + report.longreprtext
     for name, _, message in BROKEN:
         assert message in reports[f"Test{name}"], f"{name}: the report does not say {message!r}"
+
+
+def test_model_catches_a_broken_provider() -> None:
+    """The model test, on a provider that reports the wrong access time."""
+    pytest.importorskip("hypothesis")
+    with pytest.raises(AssertionError):
+        run_model(broken_providers.AccessedIsNow, examples=300, steps=25, exact_gc=True)
