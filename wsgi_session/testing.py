@@ -10,9 +10,18 @@ Subclass :class:`ProviderTests` in a test module (its name starts with
         def make_provider(self):
             return MyProvider(...)
 
+More hooks, all optional: :meth:`~ProviderTests.break_store` (make the
+store fail, to check that failures are ProviderError) and
+:meth:`~ProviderTests.cross_process` (open the same store again, for the
+checks with several processes). Class attributes tune the effort
+(``concurrency``, ``race_rounds``, ``model_examples``) and say whether the
+store also expires sessions by itself (``expires_by_itself``).
+
 Every check goes through the contract's methods with explicit times (no
 clock, no sleeping); a failure names the rule of the contract it broke.
-Only tests import this module, so it may import pytest.
+With hypothesis installed, ``test_model`` also drives the provider and a
+model of the contract with the same random calls. Only tests import this
+module, so it may import pytest.
 """
 
 from __future__ import annotations
@@ -35,10 +44,9 @@ import pytest
 
 from .errors import ProviderError
 from .provider import UNCHANGED, Provider, Record, expires
-from .values import MAX_DEPTH, MAX_INT_BITS, checked_copy
-from .values import copy_values as values_copy
+from .values import MAX_DEPTH, MAX_INT_BITS, checked_copy, copy_values
 
-__all__ = ["ProviderTests"]
+__all__ = ["ProviderTests", "assert_same", "every_kind", "new_sid", "run_model"]
 
 #: The kit's "now" at the start of every test: a plausible wall-clock time.
 T0 = 1_700_000_000.0
@@ -180,8 +188,8 @@ class ProviderTests:
     concurrency: ClassVar[int] = 8
     #: How many times each race (destroy against save, against rename) is run.
     race_rounds: ClassVar[int] = 200
-    #: True for a store that expires sessions by itself and keeps the default
-    #: :meth:`~wsgi_session.Provider.gc` (then gc's count is not checked).
+    #: True for a store that also expires sessions by itself (Redis key
+    #: TTLs): gc() need not find them, so its count is not checked.
     expires_by_itself: ClassVar[bool] = False
     #: How many random call sequences the model test tries (with hypothesis).
     model_examples: ClassVar[int] = 50
@@ -312,7 +320,11 @@ class ProviderTests:
         first["dict"]["new"] = 1
         first["s"] = "changed"
         first["added"] = 1
-        assert_same(second, stored, "an earlier load's data after a later one was mutated")
+        assert_same(
+            second,
+            stored,
+            "a later load's data after the caller mutated an earlier one's (contract: Copies)",
+        )
         assert_same(
             self.live(provider, sid, T0 + 3).data,
             stored,
@@ -1210,7 +1222,7 @@ def run_model(
                 sid, data, self.now, idle=idle, deadline=deadline, persistent=persistent, user=user
             )
             self.sessions[sid] = [
-                values_copy(data),
+                copy_values(data),
                 self.now,
                 self.now,
                 idle,
@@ -1261,7 +1273,7 @@ def run_model(
                 "that is not live" if s is None else "that is live"
             )
             if s is not None:
-                s[0].update(values_copy(changed))
+                s[0].update(copy_values(changed))
                 for key in removed:
                     s[0].pop(key, None)
                 s[2] = self.now
