@@ -8,6 +8,7 @@ import pytest
 from dict_provider import DictProvider
 
 from wsgi_session.provider import Provider
+from wsgi_session.providers.memory import MemoryProvider
 from wsgi_session.testing import ProviderTests, run_model
 
 pytest_plugins = ["pytester"]
@@ -16,6 +17,16 @@ pytest_plugins = ["pytester"]
 class TestDictProvider(ProviderTests):
     def make_provider(self) -> Provider:
         return DictProvider()
+
+
+class TestMemoryProviderInSmallBatches(ProviderTests):
+    """Sweeps of three sessions per hold of the lock: gc() must still find
+    every dead session (the default sizes run in test_memory_provider.py)."""
+
+    gc_lag = 1.0  # its expiry buckets come due at the next whole second
+
+    def make_provider(self) -> Provider:
+        return MemoryProvider(gc_batch=3)
 
 
 # Which of the kit's checks catch each broken provider, and what the report says.
