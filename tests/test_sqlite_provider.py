@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import signal
@@ -11,7 +12,7 @@ import sys
 import textwrap
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import closing
 from pathlib import Path
 from typing import Any
@@ -58,6 +59,9 @@ class TestSqliteConformance(ProviderTests):
 
     def make_provider(self) -> Provider:
         return SqliteProvider(self.path)
+
+    def cross_process(self, provider: Provider) -> Callable[[], Provider]:
+        return functools.partial(SqliteProvider, self.path)
 
     def break_store(self, provider: Provider) -> None:
         """Replace the file with garbage (the provider's connections closed first)."""

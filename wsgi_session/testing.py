@@ -791,6 +791,10 @@ class ProviderTests:
         try:
             assert ready.wait(60), "the other process did not start"
             for sid in sids:
+                # Destroy while the other process is saving this session.
+                end = time.monotonic() + 30
+                while "child" not in self.live(provider, sid, T0 + 1).data:
+                    assert time.monotonic() < end, "the other process's saves are not seen"
                 pause(random.uniform(0, 0.002))
                 provider.destroy(sid)
                 assert provider.load(sid, T0 + 1) is None, "load() right after destroy()"
