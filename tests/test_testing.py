@@ -99,7 +99,7 @@ from wsgi_session.testing import ProviderTests, run_model
 
 
 def test_model_catches_a_broken_provider() -> None:
-    """The model test, on a provider that reports the wrong access time."""
+    """The model test, on a provider that turns ints into floats."""
     pytest.importorskip("hypothesis")
     with pytest.raises(AssertionError):
-        run_model(broken_providers.AccessedIsNow, examples=300, steps=25, exact_gc=True)
+        run_model(broken_providers.NumbersAsDoubles, examples=500, steps=50, exact_gc=True)
