@@ -45,6 +45,7 @@ class TestMemoryConformance(ProviderTests):
     # Near expiry buckets come due at the next whole second after their
     # sessions die: gc() finds a dead session up to a second late.
     gc_lag = 1.0
+    fork_while_busy = True
 
     def make_provider(self) -> MemoryProvider:
         return MemoryProvider()

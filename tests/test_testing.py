@@ -15,6 +15,8 @@ pytest_plugins = ["pytester"]
 
 
 class TestDictProvider(ProviderTests):
+    fork_while_busy = True
+
     def make_provider(self) -> Provider:
         return DictProvider()
 
@@ -24,6 +26,7 @@ class TestMemoryProviderInSmallBatches(ProviderTests):
     every dead session (the default sizes run in test_memory_provider.py)."""
 
     gc_lag = 1.0  # its expiry buckets come due at the next whole second
+    fork_while_busy = True
 
     def make_provider(self) -> Provider:
         return MemoryProvider(gc_batch=3)

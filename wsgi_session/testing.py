@@ -208,6 +208,30 @@ class ProviderTests:
     #: and how many calls each makes at most.
     model_examples: ClassVar[int] = 50
     model_steps: ClassVar[int] = 50
+    #: True for a store inside one process (a dict and a lock): then the kit
+    #: also forks while a thread is inside the provider. A shared store's
+    #: client library (sqlite3, a driver) may hold C locks of its own at a
+    #: fork, which no provider can repair.
+    fork_while_busy: ClassVar[bool] = False
+
+    # Checks that need a hook the subclass does not give are not collected
+    # (rather than skipped: a suite should not carry skips it cannot lift).
+    _NEEDS: ClassVar[dict[str, tuple[str, ...]]] = {
+        "break_store": ("test_store_failure_is_provider_error",),
+        "cross_process": (
+            "test_processes_write_their_own_keys",
+            "test_destroy_racing_save_in_another_process",
+        ),
+    }
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for hook, tests in ProviderTests._NEEDS.items():
+            if getattr(cls, hook) is getattr(ProviderTests, hook):
+                for name in tests:
+                    setattr(cls, name, None)
+        if not cls.fork_while_busy:
+            cls.test_fork_while_a_thread_holds_the_store = None  # type: ignore[assignment]
 
     def make_provider(self) -> Provider:
         """A new provider over a fresh, empty store (the kit closes it)."""
@@ -216,13 +240,14 @@ class ProviderTests:
     def cross_process(self, provider: Provider) -> Callable[[], Provider]:
         """A picklable callable that opens another provider over the same
         store as ``provider`` (say ``functools.partial(MyProvider, path)``),
-        for the checks with several processes. Default: skip them."""
-        pytest.skip("cross_process() is not implemented for this provider")
+        for the checks with several processes. Without it they are not run."""
+        raise NotImplementedError
 
     def break_store(self, provider: Provider) -> None:
         """Make ``provider``'s store fail (stop the server, lock or corrupt the
-        file) so that its calls must raise ProviderError. Default: skip."""
-        pytest.skip("break_store() is not implemented for this provider")
+        file) so that its calls must raise ProviderError. Without it the error
+        checks are not run."""
+        raise NotImplementedError
 
     # -- fixtures and helpers ------------------------------------------------
 
@@ -820,8 +845,6 @@ class ProviderTests:
         C library, such as sqlite3 or a driver, a held lock is beyond repair)."""
         if not hasattr(os, "fork"):
             pytest.skip("no os.fork here")
-        if not provider.process_local:
-            pytest.skip("a shared store's client library may hold locks of its own at a fork")
         sid = self.create(provider, {"parent": 0})
         stop = threading.Event()
 
