@@ -83,7 +83,7 @@ class Sessions:
             # Once per process is enough: start_gc() notices a fork itself.
             self._started = True
             self.manager.start_gc()
-        return cls(self.manager, self.cookie, environ)  # reads only its Cookie header
+        return cls(self.manager, self.cookie, environ.get("HTTP_COOKIE"))
 
     def set_cookie(self, session: Session) -> str | None:
         """Save a used session; the Set-Cookie value the response needs, if any."""

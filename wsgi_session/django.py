@@ -36,7 +36,8 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
 
 from .ids import is_valid_id, new_id
-from .manager import Manager
+from .manager import Manager, user_of
+from .provider import UNCHANGED
 from .values import decode, encode
 
 __all__ = ["SessionStore", "get_manager"]
@@ -146,7 +147,10 @@ class SessionStore(SessionBase):
             # Expired already (set_expiry in the past): nothing to store.
             self._session_key = new_id()
         else:
-            self._session_key = self._manager.create(changed, idle=idle, persistent=persistent)
+            user = self._user(changed)
+            self._session_key = self._manager.create(
+                changed, idle=idle, persistent=persistent, user=user
+            )
         self._stored = {k: encode(v) for k, v in changed.items()}
         self.modified = True
 
@@ -170,7 +174,9 @@ class SessionStore(SessionBase):
             self._manager.destroy(key)
             stored.clear()
             return
-        if not self._manager.save(key, changed, removed, lifetime=(idle, persistent)):
+        user_key = self._manager.user_key
+        user = UNCHANGED if user_key not in changed and user_key not in removed else self._user(data)
+        if not self._manager.save(key, changed, removed, lifetime=(idle, persistent), user=user):
             raise UpdateError  # destroyed meanwhile: never brought back
         for name in removed:
             del stored[name]
@@ -220,6 +226,10 @@ class SessionStore(SessionBase):
         get_manager().gc()
 
     # -- helpers -------------------------------------------------------------
+
+    def _user(self, data: dict[str, Any]) -> str | None:
+        key = self._manager.user_key
+        return None if key is None else user_of(data.get(key))
 
     def _lifetime(self) -> tuple[float, bool]:
         """(idle timeout, persistent cookie) from Django's expiry settings."""

@@ -41,7 +41,7 @@ __all__ = ["FlaskSession", "FlaskSessionInterface", "init_app"]
 
 class FlaskSession(Session, SessionMixin):
     """``flask.session``: a wsgi_session :class:`~wsgi_session.Session` with
-    Flask's ``permanent``, ``modified`` and ``accessed``.
+    Flask's ``permanent`` and ``modified``.
 
     ``session.permanent = True`` gives the session the idle timeout
     ``PERMANENT_SESSION_LIFETIME`` and a persistent cookie ("remember me");
@@ -75,7 +75,14 @@ class FlaskSession(Session, SessionMixin):
 
     @property  # type: ignore[override]
     def accessed(self) -> bool:
+        """Flask's flag: whether this request used its session. (Flask sets
+        it on every touch of ``flask.session``; the core's last-access time
+        is ``wsgi_session.Session.accessed.fget(session)``.)"""
         return self.loaded
+
+    @accessed.setter
+    def accessed(self, value: bool) -> None:
+        pass  # the session knows by itself, and only a real use loads it
 
     def __setitem__(self, key: str, value: Any) -> None:
         if key == "_flashes" and type(value) is list:

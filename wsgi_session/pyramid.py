@@ -44,6 +44,13 @@ class PyramidSession(Session):
     ``pop_flash``, ``new_csrf_token``, ``created`` and ``new`` come from the
     core session)."""
 
+    @property
+    def created(self) -> float:
+        """When the session was created (now, while it is new: Pyramid's
+        sessions always have a creation time)."""
+        created = Session.created.fget(self)  # type: ignore[attr-defined]
+        return self._manager.clock() if created is None else float(created)
+
     def invalidate(self) -> None:
         """Destroy the session now; writes afterwards start a new one."""
         self.destroy()
