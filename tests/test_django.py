@@ -92,9 +92,8 @@ def test_login_changes_the_key_and_logout_kills_it(provider: str) -> None:
     page = client.get("/")
     assert "Visits: 1" in page.text and "Not logged in" in page.text
     before = client.cookies[COOKIE]
-    response = client.post(
-        "/login", {"user": "alice", "password": "wonderland", "csrfmiddlewaretoken": csrf_token(page.text)}
-    )
+    form = {"user": "alice", "password": "wonderland", "csrfmiddlewaretoken": csrf_token(page.text)}
+    response = client.post("/login", form)
     assert response.status_int == 303
     after = client.cookies[COOKIE]
     assert after != before
@@ -231,7 +230,8 @@ def test_tuples_come_back_as_lists_like_djangos_json_serializer() -> None:
 
 def test_set_expiry_gives_the_session_its_own_lifetime_in_the_store() -> None:
     clock = FakeClock()
-    with override_settings(WSGI_SESSION={"provider": "memory", "clock": clock, "max_lifetime": 1800}):
+    config = {"provider": "memory", "clock": clock, "max_lifetime": 1800}
+    with override_settings(WSGI_SESSION=config):
         manager = get_manager()
         s = SessionStore()
         s["a"] = 1

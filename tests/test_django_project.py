@@ -66,5 +66,6 @@ def test_startproject_admin_login_logout_memory(tmp_path: Path) -> None:
 
 @pytest.mark.redis
 def test_startproject_admin_login_logout_redis(tmp_path: Path, redis_url: str) -> None:
-    extra = f'WSGI_SESSION = {{"provider": "redis", "provider_options": {{"url": "{redis_url}"}}}}\n'
+    config = {"provider": "redis", "provider_options": {"url": redis_url}}
+    extra = f"WSGI_SESSION = {config!r}\n"
     _admin_flow(*_site(tmp_path, extra))

@@ -70,11 +70,10 @@ def _mixin_source(sdist: Path) -> str:
     tree = ast.parse(text)
     keep: list[ast.stmt] = []
     for node in tree.body:
-        if isinstance(node, ast.Import) or (
+        is_import = isinstance(node, ast.Import) or (
             isinstance(node, ast.ImportFrom) and node.level == 0  # not ``from .models``
-        ):
-            keep.append(node)
-        elif isinstance(node, ast.ClassDef) and node.name == "SessionTestsMixin":
+        )
+        if is_import or (isinstance(node, ast.ClassDef) and node.name == "SessionTestsMixin"):
             keep.append(node)
     assert any(isinstance(n, ast.ClassDef) for n in keep), "no SessionTestsMixin in tests.py"
     return ast.unparse(ast.Module(body=keep, type_ignores=[]))
@@ -104,8 +103,7 @@ def test_django_session_tests_mixin(mixin: type) -> None:
     assert suite.countTestCases() > 50  # the whole mixin, sync and async
     result = unittest.TestResult()
     suite.run(result)
-    problems = [
-        f"{test.id().rpartition('.')[2]}:\n{trace}" for test, trace in result.failures + result.errors
-    ]
+    failed = result.failures + result.errors
+    problems = [f"{test.id().rpartition('.')[2]}:\n{trace}" for test, trace in failed]
     assert not problems, "\n\n".join(problems)
     assert len(result.skipped) == len(SKIPPED)

@@ -97,13 +97,13 @@ def make(request: pytest.FixtureRequest) -> Iterator[Make]:
             settings["wsgi_session.provider"] = "redis"
             url = request.getfixturevalue("redis_url")
             settings["wsgi_session.provider_options"] = json.dumps({"url": url})
-        app, session_factory = build(settings)
-        made.append(session_factory)
-        return webtest.TestApp(app), session_factory
+        app, made_factory = build(settings)
+        made.append(made_factory)
+        return webtest.TestApp(app), made_factory
 
     yield factory
-    for session_factory in made:
-        session_factory.close()
+    for made_factory in made:
+        made_factory.close()
 
 
 def test_request_session_provides_isession(make: Make) -> None:
@@ -209,8 +209,9 @@ def test_settings_are_read_from_the_ini_strings() -> None:
 def test_cookie_options_and_expiry() -> None:
     clock = FakeClock()
     factory = session_factory(
-        cookie_name="sid", secure=True, samesite="Strict", max_lifetime=60, gc_interval=None, clock=clock
-    )
+        cookie_name="sid", secure=True, samesite="Strict", max_lifetime=60, gc_interval=None,
+        clock=clock,
+    )  # fmt: skip
 
     def view(request: Request) -> Response:
         request.session["n"] = request.session.get("n", 0) + 1

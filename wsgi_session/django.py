@@ -114,6 +114,9 @@ class SessionStore(SessionBase):
     and stores nothing.
     """
 
+    _session_key: str | None  # SessionBase's validating property
+    _session_cache: dict[str, Any]
+
     def __init__(self, session_key: str | None = None) -> None:
         self._manager = get_manager()
         # Each key's encoded value as the store holds it; None until loaded.
@@ -175,7 +178,7 @@ class SessionStore(SessionBase):
             stored.clear()
             return
         user_key = self._manager.user_key
-        user = UNCHANGED if user_key not in changed and user_key not in removed else self._user(data)
+        user = self._user(data) if user_key in changed or user_key in removed else UNCHANGED
         if not self._manager.save(key, changed, removed, lifetime=(idle, persistent), user=user):
             raise UpdateError  # destroyed meanwhile: never brought back
         for name in removed:

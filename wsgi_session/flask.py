@@ -39,7 +39,7 @@ if TYPE_CHECKING:
 __all__ = ["FlaskSession", "FlaskSessionInterface", "init_app"]
 
 
-class FlaskSession(Session, SessionMixin):
+class FlaskSession(Session, SessionMixin):  # type: ignore[override]  # new: read-only
     """``flask.session``: a wsgi_session :class:`~wsgi_session.Session` with
     Flask's ``permanent`` and ``modified``.
 
@@ -51,7 +51,7 @@ class FlaskSession(Session, SessionMixin):
     # The idle timeout of a permanent session (set by the interface).
     permanent_lifetime: float = 31 * 86400
 
-    @property  # type: ignore[override]
+    @property
     def permanent(self) -> bool:
         return self.persistent
 
@@ -61,7 +61,7 @@ class FlaskSession(Session, SessionMixin):
         if value != self.persistent:
             self.set_lifetime(self.permanent_lifetime if value else None, persistent=value)
 
-    @property  # type: ignore[override]
+    @property
     def modified(self) -> bool:
         return Session.modified.fget(self)  # type: ignore[attr-defined,no-any-return]
 
@@ -73,7 +73,7 @@ class FlaskSession(Session, SessionMixin):
             for key in list(self):
                 self[key] = self[key]
 
-    @property  # type: ignore[override]
+    @property
     def accessed(self) -> bool:
         """Flask's flag: whether this request used its session. (Flask sets
         it on every touch of ``flask.session``; the core's last-access time
