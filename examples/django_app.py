@@ -98,7 +98,8 @@ def index(request: HttpRequest) -> HttpResponse:
     session = request.session
     session["visits"] = session.get("visits", 0) + 1
     user = request.user
-    who = f"Logged in as {html.escape(user.get_username())}" if user.is_authenticated else "Not logged in"
+    name = user.get_username() if user.is_authenticated else None
+    who = f"Logged in as {html.escape(name)}" if name else "Not logged in"
     flashes = "".join(
         f'<p class="flash">{html.escape(str(m))}</p>' for m in messages.get_messages(request)
     )
