@@ -38,7 +38,7 @@ from django.core.signals import setting_changed
 from .ids import is_valid_id, new_id
 from .manager import Manager, user_of
 from .provider import UNCHANGED
-from .values import decode, encode
+from .values import decode, encode, encoded_size
 
 __all__ = ["SessionStore", "get_manager"]
 
@@ -145,6 +145,7 @@ class SessionStore(SessionBase):
     def create(self) -> None:
         data = self._get_session(no_load=True)
         changed = {k: decode(encode(v)) for k, v in data.items()}
+        self._check_size(changed)
         idle, persistent = self._lifetime()
         if idle <= 0:
             # Expired already (set_expiry in the past): nothing to store.
@@ -172,6 +173,8 @@ class SessionStore(SessionBase):
             if stored.get(name) != text:
                 changed[name] = decode(text)  # JSON's values, as Django's serializer keeps
         removed = [name for name in stored if name not in data]
+        if changed:
+            self._check_size(data)
         idle, persistent = self._lifetime()
         if idle <= 0:
             self._manager.destroy(key)
@@ -195,11 +198,17 @@ class SessionStore(SessionBase):
 
     def cycle_key(self) -> None:
         """A new key for the same data; the old key is dead at once."""
-        self._get_session()
+        data = self._get_session()
         key = self.session_key
-        new = self._manager.regenerate(key) if key is not None else None
+        if key is None:
+            self.create()  # not stored yet: stored now, under a fresh key
+            return
+        new = self._manager.regenerate(key)
         if new is None:
-            self.create()  # not stored (or gone meanwhile): a new session with this data
+            # Destroyed or revoked since this request loaded it: its data is
+            # not brought back under a new key. A new, empty session instead.
+            data.clear()
+            self.create()
         else:
             self._session_key = new
             self.modified = True  # Django's middleware then sends the new cookie
@@ -229,6 +238,15 @@ class SessionStore(SessionBase):
         get_manager().gc()
 
     # -- helpers -------------------------------------------------------------
+
+    def _check_size(self, data: dict[str, Any]) -> None:
+        limit = self._manager.max_session_bytes
+        if limit is not None:
+            size = encoded_size(data)
+            if size > limit:
+                raise ValueError(
+                    f"the session would be {size} bytes, over max_session_bytes={limit}"
+                )
 
     def _user(self, data: dict[str, Any]) -> str | None:
         key = self._manager.user_key
