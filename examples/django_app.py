@@ -11,8 +11,10 @@ at /admin/. The database is a throwaway SQLite file made at start-up.
 
 from __future__ import annotations
 
+import atexit
 import html
 import os
+import shutil
 import tempfile
 
 import django
@@ -21,6 +23,8 @@ from django.conf import settings
 DEMO_USER, DEMO_PASSWORD = "alice", "wonderland"
 
 if not settings.configured:
+    database = tempfile.mkdtemp(prefix="django-example-")
+    atexit.register(shutil.rmtree, database, ignore_errors=True)
     settings.configure(
         DEBUG=False,
         SECRET_KEY=os.environ.get("DJANGO_SECRET_KEY", "example-only-not-secret"),
@@ -58,7 +62,7 @@ if not settings.configured:
         DATABASES={
             "default": {
                 "ENGINE": "django.db.backends.sqlite3",
-                "NAME": os.path.join(tempfile.mkdtemp(prefix="django-example-"), "db.sqlite3"),
+                "NAME": os.path.join(database, "db.sqlite3"),
             }
         },
         DEFAULT_AUTO_FIELD="django.db.models.AutoField",

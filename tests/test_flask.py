@@ -355,8 +355,20 @@ def test_init_app_in_an_app_factory_and_expiry(tmp_path: Path) -> None:
     app = create_app()
     client = app.test_client()
     assert client.get("/").text == "1"
+    assert not app.extensions["wsgi_session"].manager.gc_running  # gc_interval=None
     clock.advance(59)
     assert client.get("/").text == "2"  # the idle timeout slides
     clock.advance(61)
     assert client.get("/").text == "1"  # expired: a new session
     app.extensions["wsgi_session"].close()
+
+
+def test_the_gc_thread_starts_with_the_first_use(tmp_path: Path) -> None:
+    app, interface = build(tmp_path, gc_interval=60)
+    try:
+        assert not interface.manager.gc_running
+        app.test_client().get("/")
+        assert interface.manager.gc_running
+    finally:
+        interface.close()
+    assert not interface.manager.gc_running

@@ -1,46 +1,16 @@
-"""What the Flask, Django and Pyramid adapters share: the manager's options,
-and the cookie a framework response carries."""
+"""What the Flask and Pyramid adapters share: a session per request, and
+the cookie the framework's response carries."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar
+from collections.abc import Sequence
+from typing import Any, TypeVar
 
 from .cookies import SessionCookie
-from .manager import Clock, Manager
+from .manager import Manager
 from .session import DELETE, SEND, Session
 
-if TYPE_CHECKING:
-    from .provider import Provider
-
 S = TypeVar("S", bound=Session)
-
-
-def manager(
-    provider: str | Provider,
-    provider_options: Mapping[str, Any] | None,
-    *,
-    max_lifetime: float,
-    absolute_lifetime: float | None,
-    gc_interval: float | None,
-    hash_ids: bool,
-    user_key: str | None,
-    max_session_bytes: int | None,
-    clock: Clock = time.time,
-) -> Manager:
-    """A :class:`Manager` from an adapter's options (the adapter picks the defaults)."""
-    return Manager(
-        provider,
-        provider_options,
-        max_lifetime=max_lifetime,
-        absolute_lifetime=absolute_lifetime,
-        gc_interval=gc_interval,
-        hash_ids=hash_ids,
-        user_key=user_key,
-        max_session_bytes=max_session_bytes,
-        clock=clock,
-    )
 
 
 class Sessions:
@@ -75,14 +45,13 @@ class Sessions:
             secret=secret,
         )
         self.manager = manager
-        self._started = False
 
     def open(self, cls: type[S], environ: dict[str, Any]) -> S:
-        """A new, unloaded session of class ``cls`` for the request in ``environ``."""
-        if not self._started:
-            # Once per process is enough: start_gc() notices a fork itself.
-            self._started = True
-            self.manager.start_gc()
+        """A new, unloaded session of class ``cls`` for the request in ``environ``.
+
+        (The manager starts its GC thread at its first store access in each
+        process, forked workers included.)
+        """
         return cls(self.manager, self.cookie, environ.get("HTTP_COOKIE"))
 
     def set_cookie(self, session: Session) -> str | None:
@@ -100,4 +69,5 @@ class Sessions:
         return None
 
     def close(self) -> None:
+        """Stop the GC thread and close a provider built from a name."""
         self.manager.close()

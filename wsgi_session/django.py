@@ -60,11 +60,10 @@ _lock = threading.Lock()
 
 def get_manager() -> Manager:
     """The manager this process's sessions use, built from the settings once."""
+    # (The manager starts its GC thread at its first store access in each
+    # process, forked workers included.)
     manager = _manager
-    if manager is None:
-        manager = _build()
-    manager.start_gc()  # cheap; starts the thread again in a forked worker
-    return manager
+    return _build() if manager is None else manager
 
 
 def _build() -> Manager:

@@ -28,7 +28,7 @@ from flask import session as current_session
 from flask.sessions import SessionInterface, SessionMixin
 
 from . import _adapters, options
-from .manager import Clock
+from .manager import Clock, Manager
 from .session import Session
 
 if TYPE_CHECKING:
@@ -171,7 +171,7 @@ def init_app(
         lifetime = lifetime.total_seconds()
     lifetime = options.seconds("permanent_lifetime", lifetime)
     sessions = _adapters.Sessions(
-        _adapters.manager(
+        Manager(
             provider,
             provider_options,
             max_lifetime=max_lifetime,

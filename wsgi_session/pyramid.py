@@ -24,7 +24,7 @@ from pyramid.interfaces import ISession, ISessionFactory
 from zope.interface import implementer
 
 from . import _adapters, paste
-from .manager import Clock
+from .manager import Clock, Manager
 from .session import Session
 
 if TYPE_CHECKING:
@@ -126,7 +126,7 @@ def session_factory(
     """
     return SessionFactory(
         _adapters.Sessions(
-            _adapters.manager(
+            Manager(
                 provider,
                 provider_options,
                 max_lifetime=max_lifetime,
