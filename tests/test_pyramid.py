@@ -237,3 +237,30 @@ def test_cookie_options_and_expiry() -> None:
     clock.advance(61)
     assert client.get("/").text == "1"
     factory.close()
+
+
+def test_pyramids_session_csrf_storage_policy_works_too() -> None:
+    from pyramid.csrf import SessionCSRFStoragePolicy, get_csrf_token
+
+    factory = session_factory(gc_interval=None)
+
+    def form(request: Request) -> Response:
+        return Response(get_csrf_token(request))
+
+    def post(request: Request) -> Response:
+        return Response("accepted")
+
+    with Configurator() as config:
+        config.set_session_factory(factory)
+        config.set_csrf_storage_policy(SessionCSRFStoragePolicy())
+        config.set_default_csrf_options(require_csrf=True)
+        config.add_route("form", "/form")
+        config.add_view(form, route_name="form", request_method="GET")
+        config.add_view(post, route_name="form", request_method="POST")
+        client = webtest.TestApp(config.make_wsgi_app())
+    token = client.get("/form").text
+    client.post("/form", {"csrf_token": "forged"}, status=400)
+    assert client.post("/form", {"csrf_token": token}).text == "accepted"
+    record = factory.manager.load(client.cookies["session"])
+    assert record is not None and record.data["_csrft_"] == token  # kept in our store
+    factory.close()
