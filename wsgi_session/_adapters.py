@@ -54,8 +54,11 @@ class Sessions:
         """
         return cls(self.manager, self.cookie, environ.get("HTTP_COOKIE"))
 
-    def set_cookie(self, session: Session) -> str | None:
-        """Save a used session; the Set-Cookie value the response needs, if any."""
+    def save(self, session: Session) -> str | None:
+        """Save a used session; return the Set-Cookie value the response needs, if any.
+
+        (The same rule as SessionMiddleware's response.)
+        """
         session.save()
         action = session.cookie_action
         sid = session.sid

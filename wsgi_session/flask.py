@@ -112,7 +112,7 @@ class FlaskSessionInterface(SessionInterface):
     def save_session(self, app: Flask, session: SessionMixin, response: Response) -> None:
         if not isinstance(session, FlaskSession) or not session.loaded:
             return  # never used: no store access, no cookie, no Vary
-        cookie = self.sessions.set_cookie(session)
+        cookie = self.sessions.save(session)
         response.vary.add("Cookie")
         if cookie is not None:
             response.headers.add("Set-Cookie", cookie)

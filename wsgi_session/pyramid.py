@@ -84,7 +84,7 @@ class SessionFactory:
         def respond(request: Request, response: Response) -> None:
             if not session.loaded:
                 return
-            cookie = self.sessions.set_cookie(session)
+            cookie = self.sessions.save(session)
             vary = response.vary or ()
             if "Cookie" not in vary:
                 response.vary = (*vary, "Cookie")
