@@ -224,8 +224,8 @@ class _Device:
 
 
 @pytest.fixture(params=["flask", "django", "pyramid"])
-def example_url(request: pytest.FixtureRequest) -> Iterator[str]:
-    """An examples/ app on a threaded standard-library server."""
+def example_url(request: pytest.FixtureRequest) -> Iterator[tuple[str, str]]:
+    """(the framework, the URL of its examples/ app on a threaded standard-library server)."""
     from examples_common import load_example
 
     app = load_example(f"{request.param}_app").app
@@ -235,7 +235,7 @@ def example_url(request: pytest.FixtureRequest) -> Iterator[str]:
     thread = threading.Thread(target=server.serve_forever, name="example-server", daemon=True)
     thread.start()
     try:
-        yield f"http://127.0.0.1:{server.server_port}"
+        yield request.param, f"http://127.0.0.1:{server.server_port}"
     finally:
         server.shutdown()
         server.server_close()
@@ -243,7 +243,7 @@ def example_url(request: pytest.FixtureRequest) -> Iterator[str]:
 
 
 def test_chromium_drives_each_example_through_login_and_logout(
-    browser: Any, example_url: str
+    browser: Any, example_url: tuple[str, str]
 ) -> None:
     """Flash messages, a CSRF-checked log in with a new id, a log out: as a user sees them."""
     from selenium.common.exceptions import StaleElementReferenceException
@@ -268,13 +268,17 @@ def test_chromium_drives_each_example_through_login_and_logout(
         assert cookie is not None and cookie["httpOnly"] is True
         return cookie["value"]
 
-    browser.get(example_url + "/")
+    name, url = example_url
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    browser.get(url + "/")
     shows(1, "Not logged in")
     first = session_cookie()
     browser.find_element(By.ID, "login").click()  # the form carries the CSRF token
     shows(2, "Logged in as alice", "Welcome, alice!")
     logged_in = session_cookie()
     assert logged_in != first
+    browser.save_screenshot(str(ARTIFACTS / f"{name}-logged-in.png"))
     browser.find_element(By.ID, "logout").click()
     shows(1, "Not logged in", "Logged out.")
+    browser.save_screenshot(str(ARTIFACTS / f"{name}-logged-out.png"))
     assert session_cookie() not in (first, logged_in)
