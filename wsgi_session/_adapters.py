@@ -8,7 +8,8 @@ from typing import Any, TypeVar
 
 from .cookies import SessionCookie
 from .manager import Manager
-from .session import DELETE, SEND, Session
+from .response import session_headers
+from .session import Session
 
 S = TypeVar("S", bound=Session)
 
@@ -54,22 +55,12 @@ class Sessions:
         """
         return cls(self.manager, self.cookie, environ.get("HTTP_COOKIE"))
 
-    def save(self, session: Session) -> str | None:
-        """Save a used session; return the Set-Cookie value the response needs, if any.
-
-        (The same rule as SessionMiddleware's response.)
-        """
+    def save(self, session: Session) -> list[tuple[str, str]]:
+        """Save a used session; return the headers its response needs
+        (``Vary: Cookie``, and ``Set-Cookie`` when the cookie changes), by
+        the middleware's one rule (:func:`wsgi_session.response.session_headers`)."""
         session.save()
-        action = session.cookie_action
-        sid = session.sid
-        max_age = session.cookie_max_age
-        # A persistent cookie is re-sent whenever the session is used, so its
-        # Max-Age slides with the idle timeout.
-        if sid is not None and (action == SEND or max_age is not None):
-            return self.cookie.set_header(sid, max_age=max_age)[1]
-        if action == DELETE:
-            return self.cookie.delete_header[1]
-        return None
+        return session_headers(session, self.cookie, [])
 
     def close(self) -> None:
         """Stop the GC thread and close a provider built from a name."""

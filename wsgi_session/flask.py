@@ -112,10 +112,11 @@ class FlaskSessionInterface(SessionInterface):
     def save_session(self, app: Flask, session: SessionMixin, response: Response) -> None:
         if not isinstance(session, FlaskSession) or not session.loaded:
             return  # never used: no store access, no cookie, no Vary
-        cookie = self.sessions.save(session)
-        response.vary.add("Cookie")
-        if cookie is not None:
-            response.headers.add("Set-Cookie", cookie)
+        for name, value in self.sessions.save(session):
+            if name == "Vary":
+                response.vary.add(value)
+            else:
+                response.headers.add(name, value)
 
     def close(self) -> None:
         """Stop the GC thread and close a provider built from a name."""

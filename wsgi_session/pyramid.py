@@ -84,12 +84,13 @@ class SessionFactory:
         def respond(request: Request, response: Response) -> None:
             if not session.loaded:
                 return
-            cookie = self.sessions.save(session)
-            vary = response.vary or ()
-            if "Cookie" not in vary:
-                response.vary = (*vary, "Cookie")
-            if cookie is not None:
-                response.headerlist.append(("Set-Cookie", cookie))
+            for name, value in self.sessions.save(session):
+                if name == "Vary":
+                    vary = response.vary or ()
+                    if value not in vary:
+                        response.vary = (*vary, value)
+                else:
+                    response.headerlist.append((name, value))
 
         return respond
 
