@@ -372,3 +372,18 @@ def test_the_gc_thread_starts_with_the_first_use(tmp_path: Path) -> None:
     finally:
         interface.close()
     assert not interface.manager.gc_running
+
+
+def test_signed_cookie_with_a_secret(make: AppFactory) -> None:
+    app, interface = make(secret="a-secret-of-at-least-16-bytes")
+    client = app.test_client()
+    client.get("/")
+    value = client.get_cookie("session")
+    assert value is not None
+    sid, _, signature = value.value.partition(".")
+    assert signature and interface.manager.load(sid) is not None
+    assert client.get("/").text == "visits=2"
+    forged = app.test_client()
+    other = "A" if signature[0] != "A" else "B"
+    forged.set_cookie("session", f"{sid}.{other}{signature[1:]}")
+    assert forged.get("/").text == "visits=1"  # a bad signature: a new session
