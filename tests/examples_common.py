@@ -2,21 +2,30 @@
 
 The examples are scripts, not part of the package: they are imported the way
 ``cd examples && gunicorn flask_app:app`` imports them, as top-level modules.
+Each uses its framework's own session API (wsgi_session.flask, .django,
+.pyramid): flash messages, a log in that changes the session id, a log out
+that destroys the session, and CSRF-checked POSTs.
 """
 
 from __future__ import annotations
 
 import importlib
+import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
 import webtest
 
-from wsgi_session import SessionMiddleware
-
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
+COOKIE = "session_id"  # every example names its cookie so
+
+#: ``alive(sid)``: whether the example's store holds a live session ``sid``.
+Alive = Callable[[str], bool]
+
+_TOKEN = re.compile(r'name="(?:csrf_token|csrfmiddlewaretoken)" value="([^"]+)"')
 
 
 def load_example(name: str) -> ModuleType:
@@ -34,61 +43,94 @@ def load_example(name: str) -> ModuleType:
 
 def cookie(client: webtest.TestApp) -> str | None:
     """The client's session cookie value (``id`` or, signed, ``id.signature``)."""
-    return client.cookies.get("session_id")
+    return client.cookies.get(COOKIE)
 
 
 def sid_of(value: str) -> str:
     return value.partition(".")[0]  # ids never hold a dot
 
 
+def token(page: str) -> str:
+    """The CSRF token in the page's forms."""
+    found = _TOKEN.search(page)
+    assert found is not None, "no CSRF token in the page"
+    return found.group(1)
+
+
+def log_in(client: webtest.TestApp, page: str, user: str = "alice") -> webtest.TestResponse:
+    form = {"user": user, "password": "wonderland", token_field(page): token(page)}
+    return client.post("/login", form)
+
+
+def token_field(page: str) -> str:
+    return "csrfmiddlewaretoken" if "csrfmiddlewaretoken" in page else "csrf_token"
+
+
 def check_counter(app: object) -> None:
-    """Visits count up in one session; the cookie is sent once, when created."""
+    """Visits count up in one session, which keeps its id."""
     client = webtest.TestApp(app)
     first = client.get("/")
     assert "Visits: 1" in first.text
     assert "Not logged in" in first.text
     assert len(first.headers.getall("Set-Cookie")) == 1
     assert "HttpOnly" in first.headers["Set-Cookie"]
+    sid = cookie(client)
     second = client.get("/")
     assert "Visits: 2" in second.text
-    assert second.headers.getall("Set-Cookie") == []  # same id: nothing to send
+    assert cookie(client) == sid  # Django sends it again (modified); the id stays
     other = webtest.TestApp(app)  # another browser: its own session
     assert "Visits: 1" in other.get("/").text
 
 
-def check_login_regenerates(app: object, mw: SessionMiddleware) -> None:
-    """Logging in moves the session to a new id, keeps its data, kills the old id."""
+def check_post_needs_csrf_token(app: object) -> None:
     client = webtest.TestApp(app)
-    client.get("/")
+    page = client.get("/").text
+    form = {"user": "alice", "password": "wonderland"}
+    assert client.post("/login", form, expect_errors=True).status_int in (400, 403)
+    form[token_field(page)] = "forged-" + token(page)[7:]
+    assert client.post("/login", form, expect_errors=True).status_int in (400, 403)
+    assert "Not logged in" in client.get("/").text
+
+
+def check_login_regenerates(app: object, alive: Alive) -> None:
+    """Logging in moves the session to a new id, keeps its data, kills the old id,
+    and flashes a welcome shown once."""
+    client = webtest.TestApp(app)
+    page = client.get("/")
     before = cookie(client)
     assert before is not None
-    response = client.post("/login", {"user": "bob <b>"})
+    response = log_in(client, page.text)
     assert response.status_int == 303
     after = cookie(client)
     assert after is not None and sid_of(after) != sid_of(before)
     page = response.follow()
-    assert "Logged in as bob &lt;b&gt;" in page.text  # escaped
+    assert "Logged in as alice" in page.text
+    assert "Welcome, alice!" in page.text
     assert "Visits: 2" in page.text  # the data moved with the session
+    assert "Welcome" not in client.get("/").text  # a flash is shown once
     # The pre-login id is worthless now: presenting it gives a fresh session.
+    assert not alive(sid_of(before))
     old = webtest.TestApp(app)
-    old.set_cookie("session_id", before)
+    old.set_cookie(COOKIE, before)
     assert "Visits: 1" in old.get("/").text
-    assert mw.manager.load(sid_of(before)) is None
 
 
-def check_logout_destroys(app: object, mw: SessionMiddleware) -> None:
-    """Logging out removes the session from the store and deletes the cookie."""
+def check_logout_destroys(app: object, alive: Alive) -> None:
+    """Logging out removes the session from the store; a new one holds the flash."""
     client = webtest.TestApp(app)
-    client.post("/login", {"user": "carol"})
+    page = client.get("/")
+    page = log_in(client, page.text).follow()
     value = cookie(client)
     assert value is not None
     sid = sid_of(value)
-    assert mw.manager.load(sid) is not None
-    response = client.post("/logout")
+    assert alive(sid)
+    response = client.post("/logout", {token_field(page.text): token(page.text)})
     assert response.status_int == 303
-    assert "Max-Age=0" in response.headers["Set-Cookie"]
-    assert cookie(client) is None
-    assert mw.manager.load(sid) is None
+    assert not alive(sid)
     page = response.follow()
     assert "Not logged in" in page.text
+    assert "Logged out." in page.text
     assert "Visits: 1" in page.text
+    replay = webtest.TestApp(app)
+    replay.set_cookie(COOKIE, value)
+    assert "Not logged in" in replay.get("/").text

@@ -221,3 +221,64 @@ class _Device:
         found = re.search(r'<p id="user">([^<]*)</p>', self.page())
         assert found
         return found.group(1)
+
+
+@pytest.fixture(params=["flask", "django", "pyramid"])
+def example_url(request: pytest.FixtureRequest) -> Iterator[tuple[str, str]]:
+    """(the framework, the URL of its examples/ app on a threaded standard-library server)."""
+    from examples_common import load_example
+
+    app = load_example(f"{request.param}_app").app
+    server = make_server(
+        "127.0.0.1", 0, app, server_class=_ThreadingServer, handler_class=_QuietHandler
+    )
+    thread = threading.Thread(target=server.serve_forever, name="example-server", daemon=True)
+    thread.start()
+    try:
+        yield request.param, f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(10)
+
+
+def test_chromium_drives_each_example_through_login_and_logout(
+    browser: Any, example_url: tuple[str, str]
+) -> None:
+    """Flash messages, a CSRF-checked log in with a new id, a log out: as a user sees them."""
+    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    def shows(visits: int, user: str, flash: str | None = None) -> None:
+        def ready(driver: Any) -> bool:
+            flashes = [e.text for e in driver.find_elements(By.CLASS_NAME, "flash")]
+            return bool(
+                driver.find_element(By.ID, "visits").text == f"Visits: {visits}"
+                and driver.find_element(By.ID, "user").text == user
+                and (flash is None or flash in flashes)
+            )
+
+        WebDriverWait(browser, WAIT, ignored_exceptions=[StaleElementReferenceException]).until(
+            ready, f"the page never showed 'Visits: {visits}', {user!r} and {flash!r}"
+        )
+
+    def session_cookie() -> Any:
+        cookie = browser.get_cookie("session_id")
+        assert cookie is not None and cookie["httpOnly"] is True
+        return cookie["value"]
+
+    name, url = example_url
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    browser.get(url + "/")
+    shows(1, "Not logged in")
+    first = session_cookie()
+    browser.find_element(By.ID, "login").click()  # the form carries the CSRF token
+    shows(2, "Logged in as alice", "Welcome, alice!")
+    logged_in = session_cookie()
+    assert logged_in != first
+    browser.save_screenshot(str(ARTIFACTS / f"{name}-logged-in.png"))
+    browser.find_element(By.ID, "logout").click()
+    shows(1, "Not logged in", "Logged out.")
+    browser.save_screenshot(str(ARTIFACTS / f"{name}-logged-out.png"))
+    assert session_cookie() not in (first, logged_in)

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from examples_common import EXAMPLES
+from examples_common import EXAMPLES, token, token_field
 from servers import TESTS, Server, get_with_cookie, gunicorn
 
 pytestmark = pytest.mark.server
@@ -109,12 +109,14 @@ def test_example_under_gunicorn(name: str, tmp_path: Path) -> None:
     with gunicorn(*args, cwd=EXAMPLES, log=tmp_path / "gunicorn.log") as server:
         browser = server.client()
         assert "Visits: 1" in browser.get("/")
-        assert "Visits: 2" in browser.get("/")
+        page = browser.get("/")
+        assert "Visits: 2" in page
         before = browser.cookie()
-        page = browser.post("/login", {"user": "alice"})
-        assert "Logged in as alice" in page
+        form = {"user": "alice", "password": "wonderland", token_field(page): token(page)}
+        page = browser.post("/login", form)
+        assert "Logged in as alice" in page and "Welcome, alice!" in page
         assert "Visits: 3" in page
         assert browser.cookie() not in (None, before)
-        page = browser.post("/logout")
-        assert "Not logged in" in page
+        page = browser.post("/logout", {token_field(page): token(page)})
+        assert "Not logged in" in page and "Logged out." in page
         assert "Visits: 1" in page
