@@ -187,7 +187,7 @@ def _page(session: Session, manager: Any, provider: str, visits: int) -> str:
         who=f"Logged in as {html.escape(user)}" if user else "Not logged in",
         fingerprint=_fingerprint(session.sid) if session.sid else "(new: stored at the end)",
         created=_ago(session.created) if session.created else "now",
-        accessed=_ago(session.accessed) if session.accessed else "never",
+        accessed=_ago(session.last_access) if session.last_access else "never",
         expires=_when(session.expires) if session.expires else "—",
         cookie_kind=(
             "kept by the browser for 30 days (remember me)"

@@ -337,7 +337,7 @@ def test_set_lifetime_remember_me(clock) -> None:
     clock.advance(500)  # past the default idle timeout, within the session's own
     later = session_for(m, s.sid)
     assert later["user"] == "alice" and later.persistent and later.idle_timeout == 1000
-    assert later.created == clock.now - 500 and later.accessed == clock.now - 500
+    assert later.created == clock.now - 500 and later.last_access == clock.now - 500
     assert later.expires == clock.now + 1000
     for _ in range(4):  # used every 900 s: 4100 s in
         clock.advance(900)

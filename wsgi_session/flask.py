@@ -76,8 +76,8 @@ class FlaskSession(Session, SessionMixin):  # type: ignore[override]  # new: rea
     @property
     def accessed(self) -> bool:
         """Flask's flag: whether this request used its session. (Flask sets
-        it on every touch of ``flask.session``; the core's last-access time
-        is ``wsgi_session.Session.accessed.fget(session)``.)"""
+        it on every touch of ``flask.session``; the last-access time is
+        :attr:`~wsgi_session.Session.last_access`.)"""
         return self.loaded
 
     @accessed.setter

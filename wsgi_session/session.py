@@ -255,7 +255,7 @@ class Session(MutableMapping[str, Any]):
         return None if self._record is None else self._record.created
 
     @property
-    def accessed(self) -> float | None:
+    def last_access(self) -> float | None:
         """The session's last access before this request (None while new)."""
         self._load()
         return None if self._record is None else self._record.accessed
