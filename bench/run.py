@@ -1019,7 +1019,11 @@ def _redis_section(
 
 def _stores_section(quick: bool, raw: dict[str, Any]) -> None:
     print(f"9. {TITLES[9]}")
-    argv = [sys.executable, os.path.join(HERE, "stores.py"), *(["--quick"] if quick else [])]
+    argv = [
+        sys.executable,
+        os.path.join(HERE, "stores.py"),
+        *(["--quick", "-p", "2"] if quick else []),
+    ]
     done = subprocess.run(argv, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"bench/stores.py failed:\n{done.stderr}")
