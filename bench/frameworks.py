@@ -105,16 +105,19 @@ def flask_app(impl: str, directory: str, redis_url: str | None) -> tuple[Any, st
     from flask import Flask, session
 
     app = Flask("bench")
-    app.config["SECRET_KEY"] = SECRET
     cookie = app.config["SESSION_COOKIE_NAME"]
 
     if impl == "bare":
+        # No SECRET_KEY: Flask's own cookie session then does nothing (with
+        # one, it would check the signature of our cookie on every request).
 
         @app.route("/")
         def untouched() -> str:
             return "ok"
 
         return app, cookie
+
+    app.config["SECRET_KEY"] = SECRET
 
     @app.route("/")
     def counter() -> str:
