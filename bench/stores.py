@@ -42,8 +42,12 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # redis_bench, run as a script
-from pg_server import pg_bin, postgres_server  # noqa: E402
 from redis_bench import machine, redis_server  # noqa: E402
+
+try:  # bench/pg_server.py comes with the PostgreSQL provider
+    from pg_server import pg_bin, postgres_server
+except ImportError:  # pragma: no cover - without it, no postgres column
+    pg_bin = None  # type: ignore[assignment]
 
 SCENARIOS = {
     "rw": "load a session, save one key",
@@ -72,6 +76,8 @@ def store_options(
             stores["redis"] = {"url": stack.enter_context(redis_server())}
         if not postgres:
             print("# postgres: not asked for")
+        elif pg_bin is None or importlib.util.find_spec("wsgi_session.providers.postgres") is None:
+            print("# postgres: skipped (no PostgreSQL provider in this checkout)")
         elif pg_bin() is None:
             print("# postgres: skipped (initdb and pg_ctl not found)")
         elif importlib.util.find_spec("psycopg") is None:
