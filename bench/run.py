@@ -31,6 +31,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import sysconfig
 import threading
 import time
 import urllib.request
@@ -459,6 +460,22 @@ def worker_load(port: int, seconds: float, connections: int, cookie: str) -> dic
     return {"rps": sum(counts) / (time.monotonic() - started)}
 
 
+def _uwsgi() -> list[str] | None:
+    """The uwsgi command: one pip built for this Python, else Debian's with
+    its python3 plugin (its own Python: wsgi_session comes from PYTHONPATH,
+    and needs nothing else), else None."""
+    local = os.path.join(sysconfig.get_path("scripts"), "uwsgi")
+    candidates = [[local]] if os.path.exists(local) else []
+    system = shutil.which("uwsgi")
+    if system:
+        candidates.append([system, "--plugin", "python3"])
+    for command in candidates:
+        done = subprocess.run([*command, "--version"], capture_output=True, check=False)
+        if done.returncode == 0:
+            return command
+    return None
+
+
 def _server_command(server: str, port: int) -> list[str]:
     if server == "gunicorn":
         return [
@@ -467,10 +484,10 @@ def _server_command(server: str, port: int) -> list[str]:
             "--bind", f"127.0.0.1:{port}", "--chdir", HERE, "--log-level", "warning",
             "http_app:app",
         ]  # fmt: skip
-    # Debian's uwsgi runs its own Python (the python3 plugin): wsgi_session
-    # comes from PYTHONPATH, which needs nothing else.
+    command = _uwsgi()
+    assert command is not None
     return [
-        "uwsgi", "--plugin", "python3", "--http11-socket", f"127.0.0.1:{port}",
+        *command, "--http11-socket", f"127.0.0.1:{port}",
         "--master", "--processes", "1", "--threads", "4", "--chdir", HERE,
         "--wsgi-file", "http_app.py", "--callable", "app", "--need-app",
         "--disable-logging", "--die-on-term",
@@ -529,12 +546,7 @@ def http_round(server: str, impl: str, seconds: float, connections: int) -> floa
 
 
 def have_uwsgi() -> bool:
-    if shutil.which("uwsgi") is None:
-        return False
-    done = subprocess.run(
-        ["uwsgi", "--plugin", "python3", "--version"], capture_output=True, check=False
-    )
-    return done.returncode == 0
+    return _uwsgi() is not None
 
 
 # -- section 7: frameworks; section 8: Redis -------------------------------------------
@@ -877,10 +889,11 @@ def _http_section(cfg: dict[str, Any], beaker: bool, raw: dict[str, Any], target
     if have_uwsgi():
         servers.append("uwsgi")
     else:
-        print("   uWSGI: skipped (no uwsgi with the python3 plugin)")
+        print("   uWSGI: skipped (no uwsgi built for Python, nor one with the python3 plugin)")
     for server in servers:
-        # uWSGI runs Debian's own Python, without Beaker.
-        impls = ["wsgi_session", *(["beaker"] if beaker and server == "gunicorn" else []), "bare"]
+        # Debian's uWSGI runs its own Python, without Beaker.
+        same_python = server == "gunicorn" or len(_uwsgi() or []) == 1
+        impls = ["wsgi_session", *(["beaker"] if beaker and same_python else []), "bare"]
         rps: dict[str, list[float]] = {i: [] for i in impls}
         for _, impl in alternate(impls, cfg["http_rounds"]):
             rps[impl].append(http_round(server, impl, cfg["http_seconds"], 4))
