@@ -10,7 +10,7 @@ import os
 from collections.abc import Iterable
 from typing import Any
 
-KEYS = ("wsgi_session", "beaker.session")
+KEYS = ("wsgi_session.session", "beaker.session")
 
 
 def tiny(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:

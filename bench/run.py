@@ -1,52 +1,72 @@
-"""wsgi_session against Beaker and the bare app, side by side, in one run.
+"""wsgi_session against its peers and the bare app, side by side, in one run.
 
-    python bench/run.py              # the full run (about two minutes)
-    python bench/run.py --quick      # a tiny run (seconds; the test suite uses it)
-    python bench/run.py -s 1,2,3     # only some scenarios
+    python bench/run.py              # everything (about ten minutes)
+    python bench/run.py --quick      # a tiny run (the test suite uses it)
+    python bench/run.py -s 1,2,3     # only some sections
+
+Sections 1-6: the middleware against Beaker and the bare app; 7: Flask,
+Django and Pyramid against their session peers; 8: Redis against bare
+round trips; 9: the stores (bench/stores.py). The run ends with issue 13's
+table of targets, each with its goal and whether it is met.
 
 Every measurement runs in a fresh subprocess; the implementations alternate
 round by round, and the figures printed are medians over the rounds. See
 bench/README.md for what each scenario does and the figures measured.
-Beaker (``pip install -e '.[bench]'``), gunicorn and wrk are optional: what
-is missing is reported and skipped.
+The peers (``pip install -e '.[bench]'``), redis-server, gunicorn, uWSGI
+and wrk are optional: what is missing is reported and skipped.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import json
 import math
 import os
 import platform
+import re
 import shutil
 import socket
 import statistics
 import subprocess
 import sys
+import sysconfig
 import threading
 import time
 import urllib.request
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime, timezone
 from typing import Any
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
 COOKIE = "session_id"
 BEAKER_KEY = "beaker.session"
 WS_KEY = "wsgi_session.session"
+USER_KEY = "user_id"
 
 # -- the apps ------------------------------------------------------------------
 
 BODY = [b"ok"]
 
 
-def _rw_app(key: str) -> Callable[..., Iterable[bytes]]:
-    """Scenarios 1 and 2: read one key and write it back."""
+def _rw_app(
+    key: str, all_features: bool = False, idle: float = 7200
+) -> Callable[..., Iterable[bytes]]:
+    """Scenarios 1 and 2: read one key and write it back.
+
+    With ``all_features`` a new session is also given a user (indexed under
+    ``user_key``) and its own idle timeout ``idle``, as a "remember me"
+    log-in does.
+    """
 
     def app(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
         session = environ[key]
         session["n"] = session.get("n", 0) + 1
+        if all_features and USER_KEY not in session:
+            session[USER_KEY] = "alice"
+            session.set_lifetime(idle)
         # A new header list per response: Beaker appends to it in place.
         start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "2")])
         return BODY
@@ -60,12 +80,19 @@ def untouched_app(environ: dict[str, Any], start_response: Any) -> Iterable[byte
     return BODY
 
 
-def have_beaker() -> bool:
-    try:
-        import beaker  # noqa: F401
-    except ImportError:
-        return False
-    return True
+def have(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
+
+
+#: Our two configurations for scenarios 1-3. "minimal": nothing optional.
+#: "all features": ids hashed at rest (the default), a user index, a
+#: per-session lifetime in every session (metrics are always on).
+CONFIGS = {
+    "wsgi_session": {"hash_ids": False, "user_key": None},
+    "wsgi_session+all": {"hash_ids": True, "user_key": USER_KEY},
+}
 
 
 def build(impl: str, app: Callable[..., Iterable[bytes]], **options: Any) -> Any:
@@ -73,10 +100,11 @@ def build(impl: str, app: Callable[..., Iterable[bytes]], **options: Any) -> Any
     lifetime = options.pop("lifetime", 3600)
     if impl == "bare":
         return app
-    if impl == "wsgi_session":
+    if impl in CONFIGS:
         from wsgi_session import SessionMiddleware
 
         options.setdefault("gc_interval", 60)
+        options = {**CONFIGS[impl], **options}
         return SessionMiddleware(app, max_lifetime=lifetime, cookie_name=COOKIE, **options)
     if impl == "beaker":
         from beaker.middleware import SessionMiddleware as BeakerMiddleware
@@ -95,7 +123,9 @@ def build(impl: str, app: Callable[..., Iterable[bytes]], **options: Any) -> Any
     raise ValueError(impl)
 
 
-def base_environ(cookie: str | None = None) -> dict[str, Any]:
+def base_environ(cookie: str | None = None, header: str = "browser") -> dict[str, Any]:
+    """A GET's environ. ``header``: "browser" puts site cookies around ours
+    (and sends them to a new visitor too), "one" sends our cookie alone."""
     from wsgiref.util import setup_testing_defaults
 
     environ: dict[str, Any] = {
@@ -106,9 +136,12 @@ def base_environ(cookie: str | None = None) -> dict[str, Any]:
         "HTTP_ACCEPT": "*/*",
     }
     setup_testing_defaults(environ)
-    if cookie is not None:
+    if header == "browser":
         # Another site cookie around ours, as browsers send them.
-        environ["HTTP_COOKIE"] = f"theme=dark; {COOKIE}={cookie}; lang=en"
+        ours = "" if cookie is None else f"{COOKIE}={cookie}; "
+        environ["HTTP_COOKIE"] = f"theme=dark; {ours}lang=en"
+    elif cookie is not None:
+        environ["HTTP_COOKIE"] = f"{COOKIE}={cookie}"
     return environ
 
 
@@ -131,9 +164,9 @@ def call(app: Any, environ: dict[str, Any]) -> list[tuple[str, str]]:
     return sent
 
 
-def cookie_value(headers: list[tuple[str, str]]) -> str:
-    for name, value in headers:
-        if name.lower() == "set-cookie" and value.strip().startswith(COOKIE + "="):
+def cookie_value(headers: list[tuple[str, str]], name: str = COOKIE) -> str:
+    for header, value in headers:
+        if header.lower() == "set-cookie" and value.strip().startswith(name + "="):
             return value.strip().split(";", 1)[0].split("=", 1)[1]
     raise RuntimeError("no session cookie in the response")
 
@@ -167,21 +200,21 @@ def time_requests(app: Any, environ: dict[str, Any], n: int, repeats: int) -> fl
 # -- workers (each runs in its own process) ----------------------------------------
 
 
-def worker_latency(scenario: int, impl: str, n: int, repeats: int) -> dict[str, Any]:
+def worker_latency(scenario: int, impl: str, header: str, n: int, repeats: int) -> dict[str, Any]:
     if scenario == 3:
         app = build(impl, untouched_app)
         return {"seconds": time_requests(app, base_environ(), n, repeats)}
     key = BEAKER_KEY if impl == "beaker" else WS_KEY
     if impl == "bare":
         app = untouched_app
-        environ = base_environ("x" * 43)
+        environ = base_environ("x" * 43, header)
     else:
-        app = build(impl, _rw_app(key))
+        app = build(impl, _rw_app(key, impl == "wsgi_session+all"))
         if scenario == 1:
             sid = cookie_value(call(app, base_environ()))
-            environ = base_environ(sid)
+            environ = base_environ(sid, header)
         else:
-            environ = base_environ()
+            environ = base_environ(None, header)
     return {"seconds": time_requests(app, environ, n, repeats)}
 
 
@@ -194,14 +227,16 @@ def worker_memory(impl: str, n: int, lifetime: float, interval: float) -> dict[s
     """Scenario 4: RSS growth per live session, then what expiry gives back."""
     key = BEAKER_KEY if impl == "beaker" else WS_KEY
     options: dict[str, Any] = {"lifetime": lifetime}
-    if impl == "wsgi_session":
+    if impl in CONFIGS:
         options["gc_interval"] = interval
     else:
         lifetime = max(1, math.ceil(lifetime))
-    app = build(impl, _rw_app(key), **options)
+    # All features: the per-session idle timeout equals the default here,
+    # so that the sessions expire in time to measure what is reclaimed.
+    app = build(impl, _rw_app(key, impl == "wsgi_session+all", lifetime), **options)
     environ = base_environ()
     count: Callable[[], int]
-    if impl == "wsgi_session":
+    if impl in CONFIGS:
         count = app.manager.provider.__len__
     else:
         from beaker.container import MemoryNamespaceManager
@@ -220,8 +255,9 @@ def worker_memory(impl: str, n: int, lifetime: float, interval: float) -> dict[s
     after = rss()
     held = count()
     # The last session expires `lifetime` after it was made; allow two GC
-    # intervals after that (and a little for the sweep itself to run).
-    time.sleep(max(0.0, created_at + lifetime + 2 * interval + 0.05 - time.monotonic()))
+    # intervals after that (and a little for the sweep itself to run), plus
+    # the second the memory store rounds an expiry up to.
+    time.sleep(max(0.0, created_at + lifetime + 1 + 2 * interval + 0.05 - time.monotonic()))
     left = count()
     gc.collect()
     result = {
@@ -232,7 +268,7 @@ def worker_memory(impl: str, n: int, lifetime: float, interval: float) -> dict[s
         "rss_growth": after - before,
         "rss_after_expiry": rss() - before,
     }
-    if impl == "wsgi_session":
+    if impl in CONFIGS:
         app.close()
     return result
 
@@ -247,18 +283,24 @@ class _TimedLock:
         self._lock = lock
         self.gc_thread: int | None = None
         self.holds: list[float] = []
-        self._t0 = 0.0
+        self.cpu: list[float] = []  # the sweeping thread's CPU time per hold
+        self._t0 = self._c0 = 0.0
 
     def acquire(self, *args: Any) -> bool:
         ok: bool = self._lock.acquire(*args)
         if ok and threading.get_ident() == self.gc_thread:
-            self._t0 = time.perf_counter()
+            self._t0, self._c0 = time.perf_counter(), time.thread_time()
         return ok
 
     def release(self) -> None:
         if threading.get_ident() == self.gc_thread:
             self.holds.append(time.perf_counter() - self._t0)
+            self.cpu.append(time.thread_time() - self._c0)
         self._lock.release()
+
+    def locked(self) -> bool:
+        locked: bool = self._lock.locked()
+        return locked
 
     def __enter__(self) -> bool:
         return self.acquire()
@@ -268,24 +310,23 @@ class _TimedLock:
 
 
 def worker_sweep(n: int, threads: int, gc_batch: int | None) -> dict[str, Any]:
-    """Scenario 5: sweep ``n`` expired sessions while ``threads`` serve requests."""
-    import secrets
+    """Scenario 5: sweep ``n`` sessions of mixed lifetimes (about half of them
+    dead) while ``threads`` serve requests through the middleware."""
+    sys.path.insert(0, HERE)
+    from sweep import fill  # the memory branch's mix: a minute to 30 days, some deadlines
 
     from wsgi_session import SessionMiddleware
     from wsgi_session.providers.memory import MemoryProvider
 
-    options = {"max_sessions": 2 * n + 1000}
+    options = {"max_sessions": n + 1000}
     if gc_batch is not None:
         options["gc_batch"] = gc_batch
     provider = MemoryProvider(**options)
     lock = _TimedLock(provider._mutex)
     provider._mutex = lock  # type: ignore[assignment]
-    long_ago = time.time() - 3600
-    data = {"n": 1}
-    create = provider.create
-    token = secrets.token_urlsafe
-    for _ in range(n):
-        create(token(32), data, long_ago, idle=60.0, deadline=None)
+    now = float(int(time.time()))  # whole seconds: every dead session is then due
+    dead = fill(provider, n, now)
+    held = provider.count()
     gc.collect()
     mw = SessionMiddleware(_rw_app(WS_KEY), provider=provider, gc_interval=None)
     stop = threading.Event()
@@ -322,7 +363,7 @@ def worker_sweep(n: int, threads: int, gc_batch: int | None) -> dict[str, Any]:
         lock.gc_thread = threading.get_ident()
         sweeping.set()
         t0 = time.perf_counter()
-        result["removed"] = provider.gc(time.time())
+        result["removed"] = provider.gc(now)
         result["sweep_seconds"] = time.perf_counter() - t0
         sweeping.clear()
 
@@ -336,15 +377,20 @@ def worker_sweep(n: int, threads: int, gc_batch: int | None) -> dict[str, Any]:
     during = [t for out in latencies for s, t in out if s]
     before = [t for out in latencies for s, t in out if not s]
     result.update(
+        sessions=n,
+        held=held,
+        dead=dead,
         gc_batch=provider.gc_batch,
         batches=len(lock.holds),
         max_hold=max(lock.holds),
         median_hold=statistics.median(lock.holds),
+        max_hold_cpu=max(lock.cpu),
+        median_hold_cpu=statistics.median(lock.cpu),
         requests_during=len(during),
         max_latency_during=max(during) if during else 0.0,
         p99_latency_during=_quantile(during, 0.99),
         max_latency_outside=max(before) if before else 0.0,
-        left=len(provider) - threads,
+        left=provider.count() - threads,
     )
     return result
 
@@ -414,18 +460,50 @@ def worker_load(port: int, seconds: float, connections: int, cookie: str) -> dic
     return {"rps": sum(counts) / (time.monotonic() - started)}
 
 
-def http_round(impl: str, seconds: float, connections: int) -> float:
-    """Requests/s of gunicorn serving ``impl`` (bench/http_app.py) under wrk
-    (or, without wrk, the Python load generator above)."""
-    port = _free_port()
-    env = dict(os.environ, BENCH_HTTP_IMPL=impl)
-    cmd = [
-        sys.executable, "-m", "gunicorn",
-        "--workers", "1", "--worker-class", "gthread", "--threads", "4",
-        "--bind", f"127.0.0.1:{port}", "--chdir", HERE, "--log-level", "warning",
-        "http_app:app",
+def _uwsgi() -> list[str] | None:
+    """The uwsgi command: one pip built for this Python, else Debian's with
+    its python3 plugin (its own Python: wsgi_session comes from PYTHONPATH,
+    and needs nothing else), else None."""
+    local = os.path.join(sysconfig.get_path("scripts"), "uwsgi")
+    candidates = [[local]] if os.path.exists(local) else []
+    system = shutil.which("uwsgi")
+    if system:
+        candidates.append([system, "--plugin", "python3"])
+    for command in candidates:
+        done = subprocess.run([*command, "--version"], capture_output=True, check=False)
+        if done.returncode == 0:
+            return command
+    return None
+
+
+def _server_command(server: str, port: int) -> list[str]:
+    if server == "gunicorn":
+        return [
+            sys.executable, "-m", "gunicorn",
+            "--workers", "1", "--worker-class", "gthread", "--threads", "4",
+            "--bind", f"127.0.0.1:{port}", "--chdir", HERE, "--log-level", "warning",
+            "http_app:app",
+        ]  # fmt: skip
+    command = _uwsgi()
+    assert command is not None
+    return [
+        *command, "--http11-socket", f"127.0.0.1:{port}",
+        "--master", "--processes", "1", "--threads", "4", "--chdir", HERE,
+        "--wsgi-file", "http_app.py", "--callable", "app", "--need-app",
+        "--disable-logging", "--die-on-term",
     ]  # fmt: skip
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def http_round(server: str, impl: str, seconds: float, connections: int) -> float:
+    """Requests/s of ``server`` (gunicorn or uwsgi) serving ``impl``
+    (bench/http_app.py) under wrk (or, without wrk, the Python load
+    generator above)."""
+    port = _free_port()
+    path = os.environ.get("PYTHONPATH")
+    env = dict(os.environ, BENCH_HTTP_IMPL=impl, PYTHONPATH=ROOT + (":" + path if path else ""))
+    proc = subprocess.Popen(
+        _server_command(server, port), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
     try:
         _wait_listening(port, proc)
         url = f"http://127.0.0.1:{port}/"
@@ -467,6 +545,72 @@ def http_round(impl: str, seconds: float, connections: int) -> float:
             proc.wait()
 
 
+def have_uwsgi() -> bool:
+    return _uwsgi() is not None
+
+
+# -- section 7: frameworks; section 8: Redis -------------------------------------------
+
+
+def worker_framework(
+    framework: str, impl: str, n: int, repeats: int, redis_url: str
+) -> dict[str, Any]:
+    """Per request through ``framework``'s app with ``impl``'s sessions:
+    "rw" an existing session read and written, "new" a new visitor."""
+    import tempfile
+
+    sys.path.insert(0, HERE)
+    import frameworks
+
+    with tempfile.TemporaryDirectory() as directory:
+        app, name = frameworks.build(framework, impl, directory, redis_url or None)
+        fresh = base_environ(None)
+        if impl == "bare":
+            existing = base_environ(None)
+            existing["HTTP_COOKIE"] = f"theme=dark; {name}={'x' * 43}; lang=en"
+        else:
+            value = cookie_value(call(app, fresh.copy()), name)
+            existing = base_environ(None)
+            existing["HTTP_COOKIE"] = f"theme=dark; {name}={value}; lang=en"
+        result = {
+            "rw": time_requests(app, existing, _fitting(app, existing, n), repeats),
+            "new": time_requests(app, fresh, _fitting(app, fresh, n), repeats),
+        }
+        close = getattr(app, "close", None)
+        if close is not None:
+            close()
+        return result
+
+
+def _fitting(app: Any, environ: dict[str, Any], n: int) -> int:
+    """``n``, or fewer requests if ``n`` would take over half a second (a store
+    that writes to disk on every request), at least 50."""
+    probe = max(1, min(n, 50))
+    seconds = time_requests(app, environ, probe, 1)
+    return max(probe, min(n, int(0.5 / max(seconds, 1e-9))))
+
+
+def worker_redis(url: str, n: int) -> dict[str, Any]:
+    """Section 8, one round in one process: a bare round trip (PING), then
+    our Redis middleware and Beaker's ``ext:redis`` taking turns on
+    bench/redis_bench.py's three requests."""
+    sys.path.insert(0, HERE)
+    import redis_bench
+
+    apps = {"wsgi_session": redis_bench.wsgi_session_app(url)}
+    if have("beaker"):
+        apps["beaker"] = redis_bench.beaker_app(url)
+    result: dict[str, Any] = {"ping": redis_bench.ping_time(url, n)}
+    for scenario in redis_bench.SCENARIOS:
+        for name, app in apps.items():
+            environ = redis_bench.scenario_environ(app, scenario)
+            redis_bench.per_request(app, environ, max(1, n // 10))  # warm
+            result[f"{scenario}/{name}"] = redis_bench.per_request(app, environ, n)
+    result["ping_after"] = redis_bench.ping_time(url, n)
+    apps["wsgi_session"].close()
+    return result
+
+
 # -- the orchestrator --------------------------------------------------------------------
 
 
@@ -494,9 +638,11 @@ def alternate(impls: list[str], rounds: int) -> Iterable[tuple[int, str]]:
 SETTINGS = {
     # requests per timed loop, loops per process, processes (rounds) per implementation
     "full": {"n": 10_000, "repeats": 5, "rounds": 5, "sessions": 100_000, "lifetime": 1.0,
-             "sweep": 1_000_000, "sweep_rounds": 3, "http_seconds": 4, "http_rounds": 3},
+             "sweep": 1_000_000, "sweep_rounds": 3, "http_seconds": 4, "http_rounds": 3,
+             "fw_n": 1000, "fw_repeats": 3, "fw_rounds": 5, "redis_n": 1000, "redis_rounds": 9},
     "quick": {"n": 200, "repeats": 2, "rounds": 1, "sessions": 1_000, "lifetime": 0.2,
-              "sweep": 5_000, "sweep_rounds": 1, "http_seconds": 1, "http_rounds": 1},
+              "sweep": 5_000, "sweep_rounds": 1, "http_seconds": 1, "http_rounds": 1,
+              "fw_n": 20, "fw_repeats": 1, "fw_rounds": 1, "redis_n": 50, "redis_rounds": 1},
 }  # fmt: skip
 
 TITLES = {
@@ -504,9 +650,14 @@ TITLES = {
     2: "new visitor, session created and written",
     3: "request that never touches its session",
     4: "memory per live session (one small value), reclaimed after expiry",
-    5: "GC: sweep of expired sessions while 2 threads serve requests",
-    6: "real HTTP: gunicorn (1 worker, 4 threads) under wrk on loopback",
+    5: "GC: sweep of sessions with mixed lifetimes while 2 threads serve requests",
+    6: "real HTTP: gunicorn gthread and uWSGI (1 worker, 4 threads) under wrk on loopback",
+    7: "frameworks: per request, each adapter against its peers over the bare framework app",
+    8: "Redis: per request against bare round trips (PING) and Beaker's ext:redis",
+    9: "stores: memory, sqlite, redis, postgres per request (bench/stores.py)",
 }
+HEADERS = {"browser": "browser-like Cookie header", "one": "one-cookie header"}
+LABELS = {"wsgi_session": "minimal", "wsgi_session+all": "all features"}
 
 
 def us(seconds: float) -> str:
@@ -517,10 +668,33 @@ def ms(seconds: float) -> str:
     return f"{seconds * 1e3:.2f} ms"
 
 
+def spread(values: list[float]) -> str:
+    """The range of a figure's rounds, in µs."""
+    return f"{min(values) * 1e6:.2f}-{max(values) * 1e6:.2f}"
+
+
+class Targets:
+    """Issue 13's table: a row per target with its measure, goal and verdict."""
+
+    def __init__(self) -> None:
+        self.rows: list[tuple[str, str, str, bool | None]] = []
+
+    def add(self, row: str, measured: str, goal: str, met: bool | None) -> None:
+        self.rows.append((row, measured, goal, met))
+
+    def print(self) -> None:
+        print("Issue 13 targets (ratios measured side by side in this run)")
+        width = max((len(r[0]) for r in self.rows), default=10)
+        mwidth = max((len(r[1]) for r in self.rows), default=10)
+        for row, measured, goal, met in self.rows:
+            verdict = "-" if met is None else _verdict(met)
+            print(f"  {row:<{width}}  {measured:<{mwidth}}  goal {goal}: {verdict}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="a tiny run, for tests")
-    parser.add_argument("-s", "--scenarios", default="1,2,3,4,5,6", help="e.g. 1,2,3")
+    parser.add_argument("-s", "--scenarios", default="1,2,3,4,5,6,7,8,9", help="e.g. 1,2,3")
     parser.add_argument("--rounds", type=int, help="processes per implementation")
     parser.add_argument("--gc-batch", type=int, help="MemoryProvider gc_batch for scenario 5")
     parser.add_argument("--json", metavar="FILE", help="also write the raw results here")
@@ -531,117 +705,388 @@ def main(argv: list[str] | None = None) -> int:
 
     cfg = dict(SETTINGS["quick" if args.quick else "full"])
     if args.rounds:
-        cfg["rounds"] = args.rounds
+        cfg["rounds"] = cfg["fw_rounds"] = cfg["redis_rounds"] = args.rounds
     wanted = {int(s) for s in args.scenarios.split(",") if s.strip()}
-    beaker = have_beaker()
-    peers = ["wsgi_session", "beaker"] if beaker else ["wsgi_session"]
+    beaker = have("beaker")
+    peers = ["wsgi_session", "wsgi_session+all", *(["beaker"] if beaker else [])]
     raw: dict[str, Any] = {"settings": cfg, "machine": machine(), "results": {}}
     print(f"wsgi_session benchmark, {raw['machine']['date']}")
     print(f"machine: {raw['machine']['summary']}")
+    print(f"versions: {raw['machine']['versions']}")
+    print(f"load average at the start: {raw['machine']['load']}")
     if not beaker:
         print("Beaker is not installed (pip install -e '.[bench]'): its columns are skipped")
+    print("wsgi_session minimal: hash_ids=False, no user_key; all features: hash_ids=True,")
+    print("user_key set and a user in every session, a per-session lifetime (set_lifetime),")
+    print("metrics (always on)")
     print()
-    ok = True
+    targets = Targets()
+    started = time.monotonic()
 
-    for scenario in (1, 2, 3):
-        if scenario not in wanted:
-            continue
-        impls = [*peers, "bare"]
-        samples: dict[str, list[float]] = {i: [] for i in impls}
-        for _, impl in alternate(impls, cfg["rounds"]):
-            res = run_worker(["latency", str(scenario), impl, str(cfg["n"]), str(cfg["repeats"])])
-            samples[impl].append(res["seconds"])
-        med = {i: statistics.median(v) for i, v in samples.items()}
-        raw["results"][str(scenario)] = {"samples": samples, "median": med}
-        ws, bare = med["wsgi_session"], med["bare"]
-        print(f"{scenario}. {TITLES[scenario]}")
-        line = f"   wsgi_session {us(ws)}"
-        if beaker:
-            line += f" | Beaker {us(med['beaker'])} | Beaker/wsgi_session {med['beaker'] / ws:.1f}x"
-        line += f" | bare app {us(bare)} (overhead {us(ws - bare)}"
-        line += f", Beaker {us(med['beaker'] - bare)})" if beaker else ")"
-        print(line)
-        if scenario == 3:
-            print(f"   goal: overhead <= 1 µs: {_verdict(ws - bare <= 1e-6)}")
-        elif beaker:
-            print(f"   goal: >= 8x faster than Beaker: {_verdict(med['beaker'] / ws >= 8)}")
+    with _redis_for(wanted) as redis_url:
+        for scenario in (1, 2, 3):
+            if scenario in wanted:
+                _latency_section(scenario, cfg, peers, beaker, raw, targets)
+        if 4 in wanted:
+            _memory_section(cfg, peers, beaker, raw, targets)
+        if 5 in wanted:
+            _sweep_section(cfg, args.gc_batch, beaker, raw, targets)
+        if 6 in wanted:
+            _http_section(cfg, beaker, raw, targets)
+        if 7 in wanted:
+            _frameworks_section(cfg, redis_url, raw, targets)
+        if 8 in wanted:
+            _redis_section(cfg, redis_url, raw, targets)
+    if 9 in wanted:
+        _stores_section(args.quick, raw)
 
-    if 4 in wanted:
-        print(f"4. {TITLES[4]}")
-        n, lifetime = cfg["sessions"], cfg["lifetime"]
-        mem: dict[str, dict[str, Any]] = {}
-        for _, impl in alternate(peers, 1):
-            mem[impl] = run_worker(["memory", impl, str(n), str(lifetime), str(lifetime)])
-        raw["results"]["4"] = mem
-        for impl, res in mem.items():
-            print(
-                f"   {impl:<12} {res['bytes_per_session']:.0f} B/session over {n:,} sessions;"
-                f" {res['reclaimed']:.0%} reclaimed two GC intervals after expiry"
-                f" ({res['left_after_expiry']:,} of {res['held']:,} still held)"
-            )
-        ws = mem["wsgi_session"]
-        goal = "   goal: "
-        if beaker:
-            fewer = ws["bytes_per_session"] < mem["beaker"]["bytes_per_session"]
-            goal += f"fewer bytes than Beaker: {_verdict(fewer)}; "
-        print(f"{goal}100% reclaimed within two GC intervals ({lifetime:g} s each): "
-              f"{_verdict(ws['reclaimed'] == 1.0)}")  # fmt: skip
-
-    if 5 in wanted:
-        print(f"5. {TITLES[5]}")
-        runs = []
-        batch = [] if args.gc_batch is None else [str(args.gc_batch)]
-        for _ in range(cfg["sweep_rounds"]):
-            runs.append(run_worker(["sweep", str(cfg["sweep"]), "2", *batch]))
-        raw["results"]["5"] = runs
-        m = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
-        print(
-            f"   {int(m['removed']):,} expired sessions swept in {m['sweep_seconds']:.2f} s"
-            f" (gc_batch={int(m['gc_batch'])}, {int(m['batches'])} lock holds);"
-            f" longest hold {ms(m['max_hold'])} (median hold {ms(m['median_hold'])})"
-        )
-        print(
-            f"   requests during the sweep: {int(m['requests_during']):,}, worst "
-            f"{ms(m['max_latency_during'])}, p99 {ms(m['p99_latency_during'])}"
-            f" (worst before the sweep: {ms(m['max_latency_outside'])})"
-        )
-        if beaker:
-            print("   Beaker's memory backend has no sweep: expired sessions stay (see 4)")
-        print(f"   goal: no hold over 2 ms: {_verdict(m['max_hold'] <= 0.002)}; no request over"
-              f" 5 ms: {_verdict(m['max_latency_during'] <= 0.005)}"
-              f"  (medians of {len(runs)} runs)")  # fmt: skip
-
-    if 6 in wanted:
-        print(f"6. {TITLES[6]}")
-        try:
-            import gunicorn  # noqa: F401
-        except ImportError:
-            print("   skipped: gunicorn is not installed")
-        else:
-            if shutil.which("wrk") is None:
-                print("   (wrk is not installed: loaded by a Python client instead, slower)")
-            impls = [*peers, "bare"]
-            rps: dict[str, list[float]] = {i: [] for i in impls}
-            for _, impl in alternate(impls, cfg["http_rounds"]):
-                rps[impl].append(http_round(impl, cfg["http_seconds"], 4))
-            med = {i: statistics.median(v) for i, v in rps.items()}
-            raw["results"]["6"] = {"samples": rps, "median": med}
-            line = f"   bare app {med['bare']:,.0f} req/s | wsgi_session {med['wsgi_session']:,.0f}"
-            line += f" req/s ({med['wsgi_session'] / med['bare']:.1%} of bare)"
-            if beaker:
-                line += f" | Beaker {med['beaker']:,.0f} req/s ({med['beaker'] / med['bare']:.1%})"
-            print(line)
-            print(f"   goal: >= 90% of the bare app: "
-                  f"{_verdict(med['wsgi_session'] / med['bare'] >= 0.9)}")  # fmt: skip
-
+    minutes, secs = divmod(int(time.monotonic() - started), 60)
+    print(f"load average at the end: {_load()}; the run took {minutes} min {secs} s")
+    print()
+    targets.print()
+    raw["targets"] = targets.rows
     if args.json:
         with open(args.json, "w") as f:
             json.dump(raw, f, indent=1)
-    return 0 if ok else 1
+    return 0
+
+
+def _latency_section(
+    scenario: int,
+    cfg: dict[str, Any],
+    peers: list[str],
+    beaker: bool,
+    raw: dict[str, Any],
+    targets: Targets,
+) -> None:
+    print(f"{scenario}. {TITLES[scenario]}")
+    headers = ["browser"] if scenario == 3 else ["browser", "one"]
+    impls = [*peers, "bare"]
+    for header in headers:
+        samples: dict[str, list[float]] = {i: [] for i in impls}
+        for _, impl in alternate(impls, cfg["rounds"]):
+            args = [str(scenario), impl, header, str(cfg["n"]), str(cfg["repeats"])]
+            samples[impl].append(run_worker(["latency", *args])["seconds"])
+        med = {i: statistics.median(v) for i, v in samples.items()}
+        key = str(scenario) if header == "browser" else f"{scenario}/one"
+        raw["results"][key] = {"samples": samples, "median": med}
+        bare = med["bare"]
+        if scenario != 3:
+            print(f"   {HEADERS[header]}:")
+        figures = [f"bare app {us(bare)} ({spread(samples['bare'])})"]
+        if beaker:
+            figures.append(f"Beaker {us(med['beaker'])} ({spread(samples['beaker'])})")
+        print("   " + " | ".join(figures))
+        for impl, label in LABELS.items():
+            ws = med[impl]
+            line = f"   wsgi_session, {label}: {us(ws)} ({spread(samples[impl])})"
+            line += f", overhead {us(ws - bare)}"
+            if beaker:
+                line += f", Beaker/wsgi_session {med['beaker'] / ws:.1f}x"
+            print(line)
+            if scenario == 3:
+                over = ws - bare
+                extra = f" (Beaker +{(med['beaker'] - bare) * 1e6:.2f} µs)" if beaker else ""
+                targets.add(
+                    f"3 untouched request, {label}",
+                    f"+{over * 1e6:.2f} µs over the bare app{extra}",
+                    "<= +0.4 µs",
+                    over <= 0.4e-6,
+                )
+            elif beaker:
+                ratio = med["beaker"] / ws
+                goal = 8 if (scenario == 1 and header == "one") else 10
+                what = "existing session, read + write" if scenario == 1 else "new visitor"
+                targets.add(
+                    f"{scenario} {what}, {header} header, {label}",
+                    f"{ratio:.1f}x Beaker ({us(ws)} vs {us(med['beaker'])})",
+                    f">= {goal}x",
+                    ratio >= goal,
+                )
+    print()
+
+
+def _memory_section(
+    cfg: dict[str, Any], peers: list[str], beaker: bool, raw: dict[str, Any], targets: Targets
+) -> None:
+    print(f"4. {TITLES[4]}")
+    n, lifetime = cfg["sessions"], cfg["lifetime"]
+    mem: dict[str, dict[str, Any]] = {}
+    for _, impl in alternate(peers, 1):
+        mem[impl] = run_worker(["memory", impl, str(n), str(lifetime), str(lifetime)])
+    raw["results"]["4"] = mem
+    for impl, res in mem.items():
+        print(
+            f"   {LABELS.get(impl, impl):<14} {res['bytes_per_session']:.0f} B/session over"
+            f" {n:,} sessions; {res['reclaimed']:.0%} reclaimed two GC intervals after expiry"
+            f" ({res['left_after_expiry']:,} of {res['held']:,} still held)"
+        )
+    goal = 280.0
+    if beaker:
+        goal = min(goal, mem["beaker"]["bytes_per_session"] / 2)
+    for impl, label in LABELS.items():
+        size = mem[impl]["bytes_per_session"]
+        versus = f" (Beaker {mem['beaker']['bytes_per_session']:.0f} B)" if beaker else ""
+        targets.add(
+            f"4 memory per session, {label}",
+            f"{size:.0f} B{versus}; {mem[impl]['reclaimed']:.0%} reclaimed",
+            f"<= {goal:.0f} B (280 B and half of Beaker's)",
+            size <= goal,
+        )
+    print()
+
+
+def _sweep_section(
+    cfg: dict[str, Any], gc_batch: int | None, beaker: bool, raw: dict[str, Any], targets: Targets
+) -> None:
+    print(f"5. {TITLES[5]}")
+    runs = []
+    batch = [] if gc_batch is None else [str(gc_batch)]
+    for _ in range(cfg["sweep_rounds"]):
+        runs.append(run_worker(["sweep", str(cfg["sweep"]), "2", *batch]))
+    raw["results"]["5"] = runs
+    m = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+    print(
+        f"   {int(m['held']):,} sessions (idle a minute to 30 days, some with a deadline, a"
+        f" third used again), {int(m['dead']):,} of them dead"
+    )
+    print(
+        f"   {int(m['removed']):,} swept in {m['sweep_seconds']:.2f} s"
+        f" (gc_batch={int(m['gc_batch'])}, {int(m['batches'])} lock holds);"
+        f" longest hold {ms(m['max_hold'])} (median hold {ms(m['median_hold'])});"
+        f" longest per run {', '.join(ms(r['max_hold']) for r in runs)}"
+    )
+    print(
+        f"   CPU time of the sweeping thread per hold (without the waits for a CPU that a busy"
+        f" machine adds): longest {ms(m['max_hold_cpu'])}, median {ms(m['median_hold_cpu'])}"
+    )
+    print(
+        f"   requests during the sweep: {int(m['requests_during']):,}, worst "
+        f"{ms(m['max_latency_during'])}, p99 {ms(m['p99_latency_during'])}"
+        f" (worst before the sweep: {ms(m['max_latency_outside'])})"
+    )
+    if beaker:
+        print("   Beaker's memory backend has no sweep: expired sessions stay (see 4)")
+    targets.add(
+        "5 sweep, longest lock hold (mixed lifetimes)",
+        f"{ms(m['max_hold'])} over {int(m['held']):,} sessions (CPU"
+        f" {ms(m['max_hold_cpu'])}; worst request {ms(m['max_latency_during'])})",
+        "<= 1 ms",
+        m["max_hold"] <= 0.001,
+    )
+    print()
+
+
+def _http_section(cfg: dict[str, Any], beaker: bool, raw: dict[str, Any], targets: Targets) -> None:
+    print(f"6. {TITLES[6]}")
+    if shutil.which("wrk") is None:
+        print("   (wrk is not installed: loaded by a Python client instead, slower)")
+    servers = []
+    if have("gunicorn"):
+        servers.append("gunicorn")
+    else:
+        print("   gunicorn: skipped (not installed)")
+    if have_uwsgi():
+        servers.append("uwsgi")
+    else:
+        print("   uWSGI: skipped (no uwsgi built for Python, nor one with the python3 plugin)")
+    for server in servers:
+        # Debian's uWSGI runs its own Python, without Beaker.
+        same_python = server == "gunicorn" or len(_uwsgi() or []) == 1
+        impls = ["wsgi_session", *(["beaker"] if beaker and same_python else []), "bare"]
+        rps: dict[str, list[float]] = {i: [] for i in impls}
+        for _, impl in alternate(impls, cfg["http_rounds"]):
+            rps[impl].append(http_round(server, impl, cfg["http_seconds"], 4))
+        med = {i: statistics.median(v) for i, v in rps.items()}
+        raw["results"][f"6/{server}"] = {"samples": rps, "median": med}
+        share = med["wsgi_session"] / med["bare"]
+        line = f"   {server}: bare app {med['bare']:,.0f} req/s | wsgi_session"
+        line += f" {med['wsgi_session']:,.0f} req/s ({share:.1%} of bare)"
+        if "beaker" in med:
+            line += f" | Beaker {med['beaker']:,.0f} req/s ({med['beaker'] / med['bare']:.1%})"
+        print(line)
+        ranges = ", ".join(f"{i} {min(v):,.0f}-{max(v):,.0f}" for i, v in rps.items())
+        print(f"      rounds: {ranges}")
+        targets.add(
+            f"6 {server} gthread + wrk" if server == "gunicorn" else "6 uWSGI threads + wrk",
+            f"{share:.1%} of bare",
+            ">= 93% of bare",
+            share >= 0.93,
+        )
+    print()
+
+
+@contextlib.contextmanager
+def _redis_for(wanted: set[int]) -> Iterator[str]:
+    """A private redis-server for sections 7 and 8 (as bench/redis_bench.py
+    starts one), or "" when it cannot run here."""
+    if not wanted & {7, 8}:
+        yield ""
+        return
+    if shutil.which("redis-server") is None or not have("redis"):
+        print("Redis: skipped (needs redis-server on PATH and redis-py)")
+        yield ""
+        return
+    sys.path.insert(0, HERE)
+    from redis_bench import redis_server
+
+    with redis_server() as url:
+        yield url
+
+
+def _frameworks_section(
+    cfg: dict[str, Any], redis_url: str, raw: dict[str, Any], targets: Targets
+) -> None:
+    sys.path.insert(0, HERE)
+    import frameworks
+
+    print(f"7. {TITLES[7]}")
+    results: dict[str, dict[str, dict[str, float]]] = {}
+    for framework, impls in frameworks.IMPLS.items():
+        runnable = []
+        for impl in impls:
+            why = frameworks.missing(framework, impl, redis_url or None)
+            if why is None:
+                runnable.append(impl)
+            else:
+                print(f"   {framework} {impl}: skipped ({why})")
+        if "bare" not in runnable:
+            continue
+        samples: dict[str, dict[str, list[float]]] = {i: {"rw": [], "new": []} for i in runnable}
+        for _, impl in alternate(runnable, cfg["fw_rounds"]):
+            args = [framework, impl, str(cfg["fw_n"]), str(cfg["fw_repeats"]), redis_url]
+            res = run_worker(["framework", *args])
+            for kind in ("rw", "new"):
+                samples[impl][kind].append(res[kind])
+        med = {i: {k: statistics.median(v) for k, v in s.items()} for i, s in samples.items()}
+        results[framework] = med
+        raw["results"][f"7/{framework}"] = {"samples": samples, "median": med}
+        bare = med["bare"]
+        print(f"   {framework} (bare app: rw {us(bare['rw'])}, new {us(bare['new'])})")
+        print(f"      {'sessions':28} {'existing, read + write':>30} {'new visitor':>30}")
+        for impl in runnable[1:]:
+            cells = [
+                f"{us(med[impl][k])} (+{(med[impl][k] - bare[k]) * 1e6:.1f})" for k in ("rw", "new")
+            ]
+            print(f"      {impl:28} {cells[0]:>30} {cells[1]:>30}")
+    for framework, ours, peer, store in [*frameworks.RACES, *[
+        (f, o, p, "") for f, o, p in frameworks.CLIENT_SIDE
+    ]]:  # fmt: skip
+        med = results.get(framework, {})
+        if ours not in med or peer not in med:
+            continue
+        ratios = {k: med[peer][k] / med[ours][k] for k in ("rw", "new")}
+        over = {
+            k: (med[peer][k] - med["bare"][k]) / (med[ours][k] - med["bare"][k]) for k in ratios
+        }
+        measured = (
+            f"rw {ratios['rw']:.2f}x, new {ratios['new']:.2f}x"
+            f" (over the bare app: {over['rw']:.2f}x, {over['new']:.2f}x)"
+        )
+        if store:
+            targets.add(
+                f"7 {framework}: {ours} vs {peer} ({store})",
+                measured,
+                "ahead (> 1x)",
+                min(ratios.values()) > 1,
+            )
+        else:
+            targets.add(f"7 {framework}: {ours} vs {peer} (client side)", measured, "none", None)
+    raw["results"]["7"] = results
+    print()
+
+
+def _redis_section(
+    cfg: dict[str, Any], redis_url: str, raw: dict[str, Any], targets: Targets
+) -> None:
+    print(f"8. {TITLES[8]}")
+    if not redis_url:
+        print("   skipped (no private redis-server)")
+        print()
+        return
+    runs = [
+        run_worker(["redis", redis_url, str(cfg["redis_n"])]) for _ in range(cfg["redis_rounds"])
+    ]
+    med = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+    raw["results"]["8"] = {"runs": runs, "median": med}
+    ping = med["ping"]
+    print(f"   a bare round trip (PING on a held connection): {us(ping)}")
+    names = {"rw": "read + write", "read": "read only", "new": "new session"}
+    trips = {"rw": 2, "read": 1, "new": 1}
+    for scenario, what in names.items():
+        ours = med[f"{scenario}/wsgi_session"]
+        line = f"   {what:13} wsgi_session {us(ours)} = {ours / (trips[scenario] * ping):.2f}x"
+        line += f" {trips[scenario]} round trip{'s' if trips[scenario] > 1 else ''}"
+        if f"{scenario}/beaker" in med:
+            theirs = med[f"{scenario}/beaker"]
+            line += f" | Beaker {us(theirs)} ({theirs / ours:.2f}x ours)"
+        print(line)
+    for scenario in ("rw", "read"):
+        ours = med[f"{scenario}/wsgi_session"]
+        floor = trips[scenario] * ping
+        targets.add(
+            f"8 Redis {names[scenario]}",
+            f"{ours / floor:.2f}x {trips[scenario]} bare round trip(s) ({us(ours)} vs {us(floor)})",
+            "<= 1.2x",
+            ours <= 1.2 * floor,
+        )
+    flask = raw["results"].get("7", {}).get("flask", {})
+    if "wsgi_session/redis" in flask and "flask-session/redis" in flask:
+        ours_f, theirs_f = flask["wsgi_session/redis"], flask["flask-session/redis"]
+        ratios = {k: theirs_f[k] / ours_f[k] for k in ("rw", "new")}
+        print(
+            f"   Flask over Redis (section 7): Flask-Session/wsgi_session rw {ratios['rw']:.2f}x,"
+            f" new {ratios['new']:.2f}x"
+        )
+        targets.add(
+            "8 Redis vs Flask-Session's Redis interface",
+            f"rw {ratios['rw']:.2f}x, new {ratios['new']:.2f}x",
+            "ahead (> 1x)",
+            min(ratios.values()) > 1,
+        )
+    print()
+
+
+def _stores_section(quick: bool, raw: dict[str, Any]) -> None:
+    print(f"9. {TITLES[9]}")
+    argv = [
+        sys.executable,
+        os.path.join(HERE, "stores.py"),
+        *(["--quick", "-p", "2"] if quick else []),
+    ]
+    done = subprocess.run(argv, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"bench/stores.py failed:\n{done.stderr}")
+    for line in done.stdout.splitlines():
+        print(f"   {line}" if line else "")
+    raw["results"]["9"] = done.stdout
+    print()
 
 
 def _verdict(ok: bool) -> str:
     return "met" if ok else "NOT met"
+
+
+def _load() -> str:
+    return ", ".join(f"{x:.1f}" for x in os.getloadavg())
+
+
+def _versions() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    import wsgi_session
+
+    found = [f"wsgi_session {wsgi_session.__version__}"]
+    for name in ("beaker", "flask", "flask-session", "cachelib", "django", "pyramid",
+                 "pyramid_session_redis", "redis", "psycopg", "gunicorn"):  # fmt: skip
+        with contextlib.suppress(PackageNotFoundError):
+            found.append(f"{name} {version(name)}")
+    for tool in ("redis-server", "uwsgi", "wrk"):
+        if shutil.which(tool):
+            out = subprocess.run([tool, "--version"], capture_output=True, text=True, check=False)
+            match = re.search(r"\d+\.\d+(\.\d+)?", out.stdout or out.stderr)
+            found.append(f"{tool} {match.group(0) if match else '?'}")
+    return ", ".join(found)
 
 
 def machine() -> dict[str, str]:
@@ -658,19 +1103,28 @@ def machine() -> dict[str, str]:
         f"{cpu}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
         f"{platform.system()} {platform.release()}"
     )
-    return {"date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "summary": summary}
+    return {
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "summary": summary,
+        "versions": _versions(),
+        "load": _load(),
+    }
 
 
 def _worker(argv: list[str]) -> int:
     kind, *rest = argv
     if kind == "latency":
-        res = worker_latency(int(rest[0]), rest[1], int(rest[2]), int(rest[3]))
+        res = worker_latency(int(rest[0]), rest[1], rest[2], int(rest[3]), int(rest[4]))
     elif kind == "memory":
         res = worker_memory(rest[0], int(rest[1]), float(rest[2]), float(rest[3]))
     elif kind == "load":
         res = worker_load(int(rest[0]), float(rest[1]), int(rest[2]), rest[3])
     elif kind == "sweep":
         res = worker_sweep(int(rest[0]), int(rest[1]), int(rest[2]) if len(rest) > 2 else None)
+    elif kind == "framework":
+        res = worker_framework(rest[0], rest[1], int(rest[2]), int(rest[3]), rest[4])
+    elif kind == "redis":
+        res = worker_redis(rest[0], int(rest[1]))
     else:
         raise SystemExit(f"unknown worker {kind!r}")
     print(json.dumps(res))

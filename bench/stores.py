@@ -1,4 +1,4 @@
-"""What each store costs a request: memory, sqlite and redis side by side.
+"""What each store costs a request: memory, sqlite, redis and postgres side by side.
 
     python bench/stores.py            # 7 rounds of 2000 operations (about a minute)
     python bench/stores.py --quick    # 3 rounds of 100 (seconds; the test suite uses it)
@@ -10,7 +10,9 @@ block by block within every round; the figures are medians over the rounds,
 and the ratios compare sqlite with memory and with Redis. The SQLite file is
 in a temporary directory (its file system is printed: tmpfs is faster than
 a disk). Redis runs only if ``redis-server`` is on PATH and redis-py is
-installed, on a private server started as bench/redis_bench.py does.
+installed, on a private server started as bench/redis_bench.py does;
+PostgreSQL only if ``initdb``/``pg_ctl`` and psycopg are, on a private
+cluster (bench/pg_server.py).
 
 Two tables: wall-clock time, and this process's CPU time (on a busy machine
 the first grows with every wait for a CPU; Redis's work is only in the
@@ -42,6 +44,11 @@ from typing import Any
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # redis_bench, run as a script
 from redis_bench import machine, redis_server  # noqa: E402
 
+try:  # bench/pg_server.py comes with the PostgreSQL provider
+    from pg_server import pg_bin, postgres_server
+except ImportError:  # pragma: no cover - without it, no postgres column
+    pg_bin = None  # type: ignore[assignment]
+
 SCENARIOS = {
     "rw": "load a session, save one key",
     "read": "load a session",
@@ -50,7 +57,9 @@ SCENARIOS = {
 
 
 @contextmanager
-def store_options(directory: str, redis: bool) -> Iterator[dict[str, dict[str, Any]]]:
+def store_options(
+    directory: str, redis: bool, postgres: bool = True
+) -> Iterator[dict[str, dict[str, Any]]]:
     """The provider_options of each available store (a Redis server runs meanwhile)."""
     stores: dict[str, dict[str, Any]] = {
         "memory": {},
@@ -65,6 +74,16 @@ def store_options(directory: str, redis: bool) -> Iterator[dict[str, dict[str, A
             print("# redis: skipped (pip install redis)")
         else:
             stores["redis"] = {"url": stack.enter_context(redis_server())}
+        if not postgres:
+            print("# postgres: not asked for")
+        elif pg_bin is None or importlib.util.find_spec("wsgi_session.providers.postgres") is None:
+            print("# postgres: skipped (no PostgreSQL provider in this checkout)")
+        elif pg_bin() is None:
+            print("# postgres: skipped (initdb and pg_ctl not found)")
+        elif importlib.util.find_spec("psycopg") is None:
+            print("# postgres: skipped (pip install psycopg)")
+        else:
+            stores["postgres"] = {"dsn": stack.enter_context(postgres_server())}
         yield stores
 
 
@@ -123,7 +142,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("-n", type=int, default=2000, help="operations per block")
     parser.add_argument("--dir", default=None, help="where the SQLite file goes")
-    parser.add_argument("--no-redis", action="store_true", help="memory and sqlite only")
+    parser.add_argument("--no-redis", action="store_true", help="no Redis")
+    parser.add_argument("--no-postgres", action="store_true", help="no PostgreSQL")
     parser.add_argument("-p", "--processes", type=int, default=4, help="for the shared test")
     parser.add_argument("--worker", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -134,7 +154,7 @@ def main() -> None:
         return
     with (
         tempfile.TemporaryDirectory(dir=args.dir) as directory,
-        store_options(directory, not args.no_redis) as options,
+        store_options(directory, not args.no_redis, not args.no_postgres) as options,
         managers(options) as stores,
     ):
         when = f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC"
@@ -201,9 +221,12 @@ def report(
     stores: dict[str, Any], times: dict[tuple[str, str], list[tuple[float, float]]], which: int,
     title: str,
 ) -> None:  # fmt: skip
+    """A table of medians, and each shared store as a multiple of memory and of Redis."""
     print(f"\n{title}")
     header = "".join(f"{name:>9}" for name in stores)
-    ratios = "  sqlite/memory" + ("  sqlite/redis" if "redis" in stores else "")
+    pairs = [(name, base) for name in stores if name != "memory" for base in ("memory", "redis")]
+    pairs = [(name, base) for name, base in pairs if base in stores and base != name]
+    ratios = "".join(f"{name + '/' + base:>17}" for name, base in pairs)
     print(f"  {'scenario':32}{header}{ratios}")
     for scenario, what in SCENARIOS.items():
         us = {
@@ -211,9 +234,7 @@ def report(
             for name in stores
         }
         row = "".join(f"{us[name]:9.1f}" for name in stores)
-        row += f"  {us['sqlite'] / us['memory']:12.1f}x"
-        if "redis" in stores:
-            row += f"  {us['sqlite'] / us['redis']:11.2f}x"
+        row += "".join(f"{us[name] / us[base]:16.2f}x" for name, base in pairs)
         print(f"  {what:32}{row}")
 
 

@@ -17,7 +17,7 @@ def test_stores_bench_quick_run_compares_sqlite_with_memory() -> None:
         "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
     }
     done = subprocess.run(
-        [sys.executable, str(BENCH), "--quick", "--no-redis", "-p", "2"],
+        [sys.executable, str(BENCH), "--quick", "--no-redis", "--no-postgres", "-p", "2"],
         capture_output=True,
         text=True,
         timeout=180,
