@@ -73,3 +73,34 @@ def test_a_visitor_keeps_the_session_across_workers_and_a_restart(tmp_path: Path
         assert (n, user) == (0, "None")
         n, user, _ = page(browser.get("/"))
         assert (n, user) == (1, "None")
+
+
+def test_the_demo_on_sqlite_under_four_workers_keeps_counter_and_login(tmp_path: Path) -> None:
+    """The demo as a user runs it: WSGI_SESSION_PROVIDER=sqlite gunicorn -w 4."""
+    env = {"WSGI_SESSION_PROVIDER": "sqlite", "WSGI_SESSION_SQLITE_PATH": str(tmp_path / "s.db")}
+    flags = ["--max-requests", str(MAX_REQUESTS), "--max-requests-jitter", "0", "demo_app:app"]
+
+    def visits(text: str) -> int:
+        found = re.search(r"Visits: (\d+)", text)
+        assert found, text
+        return int(found[1])
+
+    def csrf(text: str) -> str:
+        found = re.search(r'name="csrf_token" value="([^"]+)"', text)
+        assert found, text
+        return found[1]
+
+    with gunicorn(*flags, env=env, workers=4, threads=2, log=tmp_path / "a.log") as server:
+        browser = server.client()
+        for i in range(1, 13):
+            text = browser.get("/")
+            assert visits(text) == i
+        text = browser.post("/login", {"name": "carol", "csrf_token": csrf(text)})
+        assert "Logged in as carol" in text and visits(text) == 13
+        for i in range(14, 20):
+            text = browser.get("/")
+            assert visits(text) == i and "Logged in as carol" in text
+    with gunicorn(*flags, env=env, workers=4, threads=2, log=tmp_path / "b.log") as server:
+        browser.base_url = server.base_url  # a deploy: new master, new workers, same file
+        text = browser.get("/")
+        assert visits(text) == 20 and "Logged in as carol" in text
