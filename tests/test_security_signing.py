@@ -96,7 +96,7 @@ def test_duplicate_cookies_cost_at_most_a_few_lookups(provider: CountingProvider
     header = "; ".join(f"session_id={new_id()}" for _ in range(1000))
     res = call(mw, environ_for("/", header))
     assert res.body == b"1"
-    assert provider.loads == MAX_CANDIDATES
+    assert provider.loads <= MAX_CANDIDATES
 
 
 def test_a_live_id_among_duplicates_is_found(provider: CountingProvider) -> None:

@@ -50,7 +50,7 @@ def test_containers_are_deep_copied_scalars_are_not() -> None:
         (object(), "object is not a JSON type"),
         ({1, 2}, "set is not a JSON type"),
         (b"bytes", "bytes is not a JSON type"),
-        ({1: "x"}, "dict key 1 is not a str"),
+        ({1: "x"}, "a dict key of type int is not a str"),
         ([{"ok": [object()]}], "object is not a JSON type"),
     ],
     ids=["object", "set", "bytes", "int-key", "nested"],

@@ -168,7 +168,8 @@ class SessionCookie:
 
     def ids(self, header: str) -> list[str]:
         """The well-formed (and, with a secret, correctly signed) session ids
-        in a Cookie header, in order, at most MAX_CANDIDATES. Never raises."""
+        in a Cookie header, in order, at most MAX_CANDIDATES; none if there
+        are more (fail closed, see below). Never raises."""
         if self._key not in header:
             return []
         if self._secrets is None and '"' not in header:
@@ -186,13 +187,16 @@ class SessionCookie:
                 # 8 KB Cookie header took it about a second). Our values hold no
                 # ';' or '"', so a quoted value with those in it is not ours anyway.
                 values = [v[1:-1] if len(v) > 1 and v[0] == '"' == v[-1] else v for v in values]
-        out = []
+        out: list[str] = []
         for value in values:
             sid = self._verify(value)
             if sid is not None and sid not in out:
-                out.append(sid)
                 if len(out) == MAX_CANDIDATES:
-                    break
+                    # More than we look up: ids tossed in front (dead ones,
+                    # then the attacker's live one) could push the user's own
+                    # out of sight and so choose the account. Fail closed.
+                    return []
+                out.append(sid)
         return out
 
     def needs_resigning(self, header: str, sid: str) -> bool:

@@ -250,7 +250,9 @@ class Manager:
         if not encoded:
             return False  # a session without a user is not indexed
         try:
-            user = urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4)).decode("utf-8")
+            user = urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4)).decode(
+                "utf-8", "surrogatepass"
+            )
         except ValueError:  # binascii.Error and UnicodeDecodeError included
             return False
         for key, _ in self.provider.sessions_of(user, self.clock()):
@@ -263,12 +265,23 @@ class Manager:
         """End every session of ``user`` except the one ``keep`` (a handle)
         names; return how many ended ("log out everywhere")."""
         name = self._user(user)
+        if keep is not None and type(keep) is not str:
+            raise TypeError(f"keep must be a handle (a str) or None, not {type(keep).__name__}")
         keep_digest = None if keep is None else keep.partition(".")[0]
         ended = 0
-        for key, _ in self.provider.sessions_of(name, self.clock()):
-            if _digest(key) != keep_digest:
+        # Again until none is left: a session renamed (regenerated) between
+        # the listing and its destroy lives on under its new key.
+        for _ in range(_REVOKE_PASSES):
+            found = [
+                key
+                for key, _ in self.provider.sessions_of(name, self.clock())
+                if _digest(key) != keep_digest
+            ]
+            if not found:
+                break
+            for key in found:
                 self._end(key)
-                ended += 1
+            ended += len(found)
         return ended
 
     def _end(self, key: str) -> None:
@@ -370,6 +383,9 @@ class Manager:
             self.provider.close()
 
 
+#: How often revoke_user lists a user's sessions again (see there).
+_REVOKE_PASSES = 5
+
 _COUNTERS = ("created", "loaded", "missed", "lost", "revoked", "refused", "store_errors")
 
 
@@ -381,5 +397,6 @@ def _digest(key: str) -> str:
 def _handle(key: str, user: str | None) -> str:
     if user is None:
         return _digest(key)
-    encoded = urlsafe_b64encode(user.encode("utf-8")).rstrip(b"=").decode("ascii")
-    return f"{_digest(key)}.{encoded}"
+    # surrogatepass: a user is any str, lone surrogates included.
+    encoded = urlsafe_b64encode(user.encode("utf-8", "surrogatepass")).rstrip(b"=")
+    return f"{_digest(key)}.{encoded.decode('ascii')}"

@@ -12,7 +12,7 @@ from . import options
 from .errors import SessionError
 from .manager import user_of
 from .provider import UNCHANGED, Record, expires
-from .values import check_key, checked_copy, copy_value, encode, encoded_size
+from .values import check_key, checked_copy, encode, encoded_size
 
 if TYPE_CHECKING:
     from .cookies import SessionCookie
@@ -420,8 +420,29 @@ class Session(MutableMapping[str, Any]):
         return [
             key
             for key, text in seen.items()
-            if key in data and key not in self._changed and encode(data[key]) != text
+            if key in data and key not in self._changed and _encoded(data[key]) != text
         ]
+
+    def _checked(self, data: dict[str, Any]) -> dict[str, Any]:
+        """Checked copies of the changed lists and dicts, to store. Changed in
+        place, they were never judged as an assignment is: a tuple, an int
+        dict key or an object would reach the store, and max_session_bytes
+        would not hold."""
+        out = {}
+        for key in self._changed:
+            value = data[key]
+            cls = value.__class__
+            if cls is list or cls is dict:
+                out[key] = checked_copy(key, value)
+        limit = self._manager.max_session_bytes
+        if out and limit is not None:
+            size = encoded_size({**data, **out})
+            if size > limit:
+                raise ValueError(
+                    f"the session would be {size} bytes, over max_session_bytes={limit} "
+                    "(a list or dict grew in place)"
+                )
+        return out
 
     def save(self) -> None:
         """Store pending writes now. The middleware calls this for you."""
@@ -437,25 +458,27 @@ class Session(MutableMapping[str, Any]):
         manager = self._manager
         user_key = manager.user_key
         sid = self._sid
+        checked = self._checked(data)
         if sid is None:
             if not data:
                 return  # nothing to keep
             if self.headers_sent:
                 raise SessionError("a new session cannot be stored after the headers were sent")
             idle, persistent = lifetime or (manager.max_lifetime, False)
-            self._sid = manager.create(data, idle=idle, persistent=persistent, user=self._user())
+            self._sid = manager.create(
+                {**data, **checked} if checked else data,
+                idle=idle,
+                persistent=persistent,
+                user=self._user(),
+            )
             now = manager.clock()
             absolute = manager.absolute_lifetime
             deadline = None if absolute is None else now + absolute
             self._record = Record({}, now, now, idle, deadline, persistent)
             self.cookie_action = SEND
         else:
-            # Copies: the app may change a list or dict in place after this.
-            changed = {}
-            for key in self._changed:
-                value = data[key]
-                cls = value.__class__
-                changed[key] = copy_value(value) if cls is list or cls is dict else value
+            # Copies (checked): the app may change a list or dict in place after this.
+            changed = {key: checked[key] if key in checked else data[key] for key in self._changed}
             user: str | None | EllipsisType = UNCHANGED
             if user_key is not None and (user_key in self._changed or user_key in self._removed):
                 user = self._user()
@@ -470,6 +493,15 @@ class Session(MutableMapping[str, Any]):
         self._removed.clear()
         self._lifetime = None
         self._seen = None
+
+
+def _encoded(value: Any) -> str | None:
+    """``encode(value)``, or None for a value changed in place into one
+    that cannot be encoded (then it differs from what was handed out)."""
+    try:
+        return encode(value)
+    except (TypeError, ValueError, RecursionError):
+        return None
 
 
 #: Where SessionMiddleware puts the session by default. PEP 3333 wants a

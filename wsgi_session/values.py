@@ -142,7 +142,9 @@ def _copy(value: Any, depth: int) -> Any:
         out = {}
         for k, v in value.items():
             if type(k) is not str:
-                raise _Refused(f"dict key {k!r:.40} is not a str")
+                # Its type, not its repr: the key is the app's data (say, a
+                # card number in a tuple), and messages end up in logs.
+                raise _Refused(f"a dict key of type {type(k).__name__} is not a str")
             out[k] = _copy(v, depth + 1)
         return out
     raise _Refused(f"{cls.__name__} is not a JSON type")

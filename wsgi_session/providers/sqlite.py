@@ -289,7 +289,7 @@ class SqliteProvider(Provider):
             "idle": idle,
             "deadline": deadline,
             "persistent": int(persistent),
-            "user": user,
+            "user": _user(user),
             "expires": now + idle if deadline is None or now + idle < deadline else deadline,
         }
         self._run("create", lambda db: db.execute(_CREATE, params))
@@ -333,7 +333,7 @@ class SqliteProvider(Provider):
             ]
         if user is not UNCHANGED:
             sets.append("user = :user")
-            params["user"] = user
+            params["user"] = _user(user)
         # The liveness check is the WHERE clause of the write itself.
         statement = (
             f"UPDATE wsgi_sessions SET {', '.join(sets)} WHERE sid = :sid AND expires > :now"
@@ -349,7 +349,9 @@ class SqliteProvider(Provider):
         self._run("destroy", lambda db: db.execute(_DESTROY, (sid,)))
 
     def sessions_of(self, user: str, now: float) -> list[tuple[str, Record]]:
-        return self._run("sessions_of", lambda db: _sessions(db.execute(_SESSIONS_OF, (user, now))))
+        return self._run(
+            "sessions_of", lambda db: _sessions(db.execute(_SESSIONS_OF, (_user(user), now)))
+        )
 
     def gc(self, now: float) -> int:
         """Delete dead rows, ``gc_batch`` rows per transaction (the write lock
@@ -391,6 +393,19 @@ class SqliteProvider(Provider):
         for conn in conns:
             conn.db.close()
         self._local = threading.local()
+
+
+def _user(user: str | None) -> str | bytes | None:
+    """The ``user`` column's value. A str SQLite cannot take as text (a lone
+    surrogate) goes as the bytes ``surrogatepass`` makes: a BLOB never equals
+    a TEXT, so it names no other user."""
+    if user is None or user.isascii():
+        return user
+    try:
+        user.encode("utf-8")
+    except UnicodeEncodeError:
+        return user.encode("utf-8", "surrogatepass")
+    return user
 
 
 def _object(items: dict[str, str]) -> str:

@@ -1,0 +1,250 @@
+"""An adversarial review's findings: each test once broke a promise through the public API."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import webtest
+
+from wsgi_session import Manager, Session, SessionMiddleware, get_session
+from wsgi_session.cookies import MAX_CANDIDATES, SessionCookie
+from wsgi_session.ids import new_id
+from wsgi_session.providers.memory import MemoryProvider
+
+pytest_plugins = ["redis_server"]
+
+STORES = ["memory", "sqlite", "redis"]
+
+
+@pytest.fixture(params=STORES)
+def store(request: pytest.FixtureRequest, tmp_path: Any) -> tuple[str, dict[str, Any] | None]:
+    """A provider name and its options: memory, a SQLite file, a private Redis."""
+    name = request.param
+    if name == "memory":
+        return name, None
+    if name == "sqlite":
+        return name, {"path": str(tmp_path / "sessions.db")}
+    return name, {"url": request.getfixturevalue("redis_url")}
+
+
+# -- cookie tossing ------------------------------------------------------------
+
+
+def _user_app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+    session = get_session(environ)
+    path = environ["PATH_INFO"]
+    if path == "/login":
+        session.regenerate()
+        session["user"] = environ["QUERY_STRING"]
+    elif path == "/logout":
+        session.destroy()
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [str(session.get("user")).encode()]
+
+
+def _cookie_of(res: webtest.TestResponse, name: str = "session_id") -> str:
+    for header in res.headers.getall("Set-Cookie"):
+        pair = header.split(";", 1)[0]
+        key, _, value = pair.partition("=")
+        if key == name and value:
+            return value
+    raise AssertionError("no session cookie set")
+
+
+def _as(mw: SessionMiddleware, header: str) -> str:
+    return webtest.TestApp(mw).get("/", headers={"Cookie": header}).text
+
+
+@pytest.mark.parametrize("secret", [None, "s" * 32], ids=["unsigned", "signed"])
+def test_dead_ids_in_front_cannot_push_the_victims_cookie_out_of_sight(
+    make_app: Any, secret: str | None
+) -> None:
+    """Tossing: the attacker sends its own live id after enough dead ones that
+    the victim's cookie falls beyond the candidates looked up. With a secret,
+    the dead ids are the attacker's own logged-out (still signed) cookies."""
+    mw, _ = make_app(app=_user_app, secret=secret)
+    victim = _cookie_of(webtest.TestApp(mw).get("/login?alice"))
+    attacker = _cookie_of(webtest.TestApp(mw).get("/login?mallory"))
+    dead = []
+    for _ in range(MAX_CANDIDATES - 1):
+        client = webtest.TestApp(mw)
+        cookie = _cookie_of(client.get("/login?x"))
+        client.get("/logout")
+        dead.append(cookie)
+    assert _as(mw, f"session_id={victim}") == "alice"
+    # Browsers send longer paths first: the tossed cookies come before the victim's.
+    tossed = "; ".join(f"session_id={v}" for v in (*dead, attacker, victim))
+    assert _as(mw, tossed) == "None"  # ambiguous: fail closed, neither account
+    assert _as(mw, f"session_id={victim}") == "alice"  # and the victim is not logged out
+
+
+def test_a_header_of_made_up_ids_still_costs_at_most_the_candidates(make_app: Any) -> None:
+    """The fix for the test above must not turn a long header into more lookups."""
+    loads = []
+
+    class Counting(MemoryProvider):
+        def load(self, sid: str, now: float) -> Any:
+            loads.append(sid)
+            return super().load(sid, now)
+
+    mw, _ = make_app(app=_user_app, provider=Counting())
+    assert _as(mw, "; ".join(f"session_id={new_id()}" for _ in range(100))) == "None"
+    assert len(loads) <= MAX_CANDIDATES
+
+
+# -- values changed in place ---------------------------------------------------
+
+
+def _in_place_app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+    session = get_session(environ)
+    path = environ["PATH_INFO"]
+    if path == "/new":
+        session["items"] = []
+        session["items"].append((1, 2))  # a tuple is stored as a list, as at assignment
+    elif path == "/append":
+        session["items"].append((3, 4))
+    elif path == "/int-key":
+        session["items"].append({5: "five"})  # a dict key that JSON would turn into "5"
+    elif path == "/object":
+        session.setdefault("things", []).append(object())
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [repr(session.get("items")).encode()]
+
+
+def test_a_value_changed_in_place_is_stored_as_an_assignment_would_be(
+    make_app: Any, store: tuple[str, dict[str, Any] | None]
+) -> None:
+    """Every store gives back the same value: lists, never the tuples put in place."""
+    name, options = store
+    _, client = make_app(app=_in_place_app, provider=name, provider_options=options)
+    client.get("/new")
+    assert client.get("/").text == "[[1, 2]]"
+    client.get("/append")
+    assert client.get("/").text == "[[1, 2], [3, 4]]"
+
+
+@pytest.mark.parametrize("path", ["/int-key", "/object"])
+def test_a_value_no_store_can_hold_fails_clearly_when_put_in_place(
+    make_app: Any, store: tuple[str, dict[str, Any] | None], path: str
+) -> None:
+    """A value refused at assignment is refused when put in place too, the
+    same way on every store (memory kept it, Redis failed with json's error),
+    and the stored session keeps its last good state."""
+    name, options = store
+    _, client = make_app(app=_in_place_app, provider=name, provider_options=options)
+    client.get("/new")
+    with pytest.raises(TypeError, match="session value for key '(items|things)'"):
+        client.get(path)
+    assert client.get("/").text == "[[1, 2]]"
+
+
+def test_max_session_bytes_holds_for_changes_in_place_and_setdefault(make_app: Any) -> None:
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        session = get_session(environ)
+        if environ["PATH_INFO"] == "/grow":
+            session.setdefault("cart", []).append("x" * 500)
+        elif environ["PATH_INFO"] == "/grow-stored":
+            session["cart"].append("y" * 500)
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [str(len(repr(session.get("cart")))).encode()]
+
+    _, client = make_app(app=app, max_session_bytes=800)
+    client.get("/grow")  # 500 bytes: fine
+    with pytest.raises(ValueError, match="max_session_bytes=800"):
+        client.get("/grow-stored")  # in place, past the bound
+    assert client.get("/").text == str(len(repr(["x" * 500])))  # not stored
+    _, fresh = make_app(app=app, max_session_bytes=400)
+    with pytest.raises(ValueError, match="max_session_bytes=400"):
+        fresh.get("/grow")  # setdefault, then in place, on a new session
+
+
+def test_a_refused_value_is_not_quoted_in_the_error(make_app: Any) -> None:
+    """An exception message ends up in logs: it names the key, never the value."""
+    manager = Manager(gc_interval=None)
+    session = Session(manager, SessionCookie(), None)
+    with pytest.raises(TypeError) as refused:
+        session["card"] = {("4111111111111111", "12/30"): "visa"}
+    assert "4111" not in str(refused.value) and "card" in str(refused.value)
+    manager.close()
+
+
+# -- user ids ------------------------------------------------------------------
+
+
+def test_a_user_id_with_a_lone_surrogate_is_indexed_on_every_store(
+    make_app: Any, store: tuple[str, dict[str, Any] | None]
+) -> None:
+    """Any str is a user (values allow lone surrogates, say from a JSON body's
+    "\\ud800"); SQLite raised a bare UnicodeEncodeError at save (a 500)."""
+    name, options = store
+    user = "bob\ud800"
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        session = get_session(environ)
+        if environ["PATH_INFO"] == "/login":
+            session["user_id"] = user
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"ok"]
+
+    mw, client = make_app(app=app, provider=name, provider_options=options, user_key="user_id")
+    client.get("/login")
+    client.get("/login")
+    assert len(mw.manager.sessions_of(user)) == 1
+    assert mw.manager.sessions_of("bob\ufffd") == [] and mw.manager.sessions_of("bob") == []
+    assert mw.manager.revoke_user(user) == 1
+    assert mw.manager.sessions_of(user) == []
+
+
+def test_revoke_user_refuses_a_keep_that_is_not_a_handle() -> None:
+    manager = Manager(gc_interval=None, user_key="user")
+    with pytest.raises(TypeError, match="keep"):
+        manager.revoke_user("alice", keep=42)  # type: ignore[arg-type]
+    manager.close()
+
+
+# -- log out everywhere racing a regenerate ------------------------------------
+
+
+class _RegeneratesDuringRevoke(MemoryProvider):
+    """A real memory store in which, once, a request of the user regenerates
+    its session just after revoke_user listed the sessions (the moment an
+    attacker holding a stolen cookie would aim for)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.race: Callable[[], None] | None = None
+
+    def sessions_of(self, user: str, now: float) -> list[tuple[str, Any]]:
+        found = super().sessions_of(user, now)
+        race, self.race = self.race, None
+        if race is not None:
+            race()
+        return found
+
+
+def test_log_out_everywhere_ends_a_session_renamed_meanwhile(clock: Any) -> None:
+    provider = _RegeneratesDuringRevoke()
+    manager = Manager(provider, gc_interval=None, user_key="user", clock=clock)
+    thief = Session(manager, SessionCookie(), None)
+    thief["user"] = "alice"
+    thief.save()
+    stolen = thief.sid
+    assert stolen is not None
+    renamed: list[str | None] = []
+
+    def regenerate() -> None:
+        # Another thread, as another request would be.
+        t = threading.Thread(target=lambda: renamed.append(manager.regenerate(stolen)))
+        t.start()
+        t.join()
+
+    provider.race = regenerate
+    manager.revoke_user("alice")
+    new = renamed[0]
+    assert new is not None  # the thief's request did regenerate
+    assert manager.sessions_of("alice") == []
+    assert manager.load(new) is None
+    manager.close()
