@@ -248,3 +248,77 @@ def test_log_out_everywhere_ends_a_session_renamed_meanwhile(clock: Any) -> None
     assert manager.sessions_of("alice") == []
     assert manager.load(new) is None
     manager.close()
+
+
+# -- handles (these held; kept as regression tests) -----------------------------
+
+
+def test_a_crafted_handle_revokes_no_session_of_a_user_it_does_not_name(
+    make_app: Any, store: tuple[str, dict[str, Any] | None]
+) -> None:
+    """A handle carries its user: bob's digest under alice's name, or a bare
+    digest (a session without a user is in no index), revokes nothing."""
+    name, options = store
+    mw, _ = make_app(app=_user_app, provider=name, provider_options=options, user_key="user")
+    manager = mw.manager
+    webtest.TestApp(mw).get("/login?alice")
+    anonymous = Session(manager, SessionCookie(), None)
+    anonymous["cart"] = [1]
+    anonymous.save()
+    bob = webtest.TestApp(mw)
+    bob.get("/login?bob")
+    (handle,) = [info.handle for info in manager.sessions_of("bob")]
+    digest = handle.partition(".")[0]
+    (alice,) = manager.sessions_of("alice")
+    alice_part = alice.handle.partition(".")[2]
+    anonymous_handle = anonymous.handle
+    assert anonymous_handle is not None and "." not in anonymous_handle
+    for crafted in (
+        f"{digest}.{alice_part}",
+        digest,
+        f"{digest}.",
+        anonymous_handle,
+        f"{anonymous_handle}.{alice_part}",
+        f"{digest}.!!",
+        f"{digest}.\udcff",
+    ):
+        assert manager.revoke(crafted) is False
+    assert bob.get("/").text == "bob"
+    assert anonymous.sid is not None and manager.load(anonymous.sid) is not None
+    assert manager.revoke(handle) is True and bob.get("/").text == "None"
+
+
+# -- changes in place while a body streams -------------------------------------
+
+
+def _streaming_app(environ: dict[str, Any], start_response: Any) -> Any:
+    session = get_session(environ)
+    path = environ["PATH_INFO"]
+    if path == "/setdefault":
+        cart = session.setdefault("cart", [])
+        session["visits"] = session.get("visits", 0) + 1  # the save at the headers writes
+    elif path == "/assigned":
+        session["cart"] = []
+        cart = session["cart"]
+    else:
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [repr(session.get("cart")).encode()]
+    start_response("200 OK", [("Content-Type", "text/plain")])
+
+    def body() -> Any:
+        yield b"first chunk: the headers (and the session) went out"
+        cart.append(path)  # saved when the body is closed, as the docs promise
+
+    return body()
+
+
+@pytest.mark.parametrize("path", ["/setdefault", "/assigned"])
+def test_a_list_changed_in_place_while_the_body_streams_is_saved(
+    make_app: Any, store: tuple[str, dict[str, Any] | None], path: str
+) -> None:
+    name, options = store
+    _, client = make_app(app=_streaming_app, provider=name, provider_options=options)
+    client.get(path)  # a new session: stored at the headers, changed after
+    assert client.get("/").text == repr([path])
+    client.get(path)  # a stored one
+    assert client.get("/").text == repr([path] * (2 if path == "/setdefault" else 1))

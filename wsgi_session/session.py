@@ -489,10 +489,25 @@ class Session(MutableMapping[str, Any]):
                 self.cookie_action = DELETE
             elif lifetime is not None and self._record is not None:
                 self._record = self._record._replace(idle=lifetime[0], persistent=lifetime[1])
+        self._seen = self._still_watched(checked) if self._sid is not None else None
         self._changed.clear()
         self._removed.clear()
         self._lifetime = None
-        self._seen = None
+
+    def _still_watched(self, checked: dict[str, Any]) -> dict[str, str] | None:
+        """What to watch after a save: the app may still hold the lists and
+        dicts it read or stored, and change them while a body streams."""
+        data = self._data
+        assert data is not None
+        changed = self._changed
+        seen = {
+            key: text
+            for key, text in (self._seen or {}).items()
+            if key in data and key not in changed
+        }
+        for key, value in checked.items():
+            seen[key] = encode(value)
+        return seen or None
 
 
 def _encoded(value: Any) -> str | None:
