@@ -322,3 +322,23 @@ def test_a_list_changed_in_place_while_the_body_streams_is_saved(
     assert client.get("/").text == repr([path])
     client.get(path)  # a stored one
     assert client.get("/").text == repr([path] * (2 if path == "/setdefault" else 1))
+
+
+def test_a_list_made_circular_or_too_deep_in_place_fails_clearly(clock: Any) -> None:
+    """No RecursionError, no json message: the error names the key, as at assignment."""
+    manager = Manager(gc_interval=None, clock=clock)
+    for make_bad in ("circular", "deep"):
+        session = Session(manager, SessionCookie(), None)
+        session["tree"] = []
+        session.save()
+        tree = session["tree"]
+        if make_bad == "circular":
+            tree.append(tree)
+        else:
+            for _ in range(5000):
+                tree.append([])
+                tree = tree[-1]
+        assert session.modified
+        with pytest.raises(ValueError, match="session value for key 'tree'"):
+            session.save()
+    manager.close()
