@@ -174,13 +174,17 @@ def test_a_refused_value_is_not_quoted_in_the_error(make_app: Any) -> None:
 # -- user ids ------------------------------------------------------------------
 
 
-def test_a_user_id_with_a_lone_surrogate_is_indexed_on_every_store(
-    make_app: Any, store: tuple[str, dict[str, Any] | None]
+@pytest.mark.parametrize(
+    "user",
+    ["bob\ud800", "bob\x00", "b o\nb", "bob%s*"],
+    ids=["surrogate", "nul", "space", "pattern"],
+)
+def test_any_str_user_id_is_indexed_on_every_store(
+    make_app: Any, store: tuple[str, dict[str, Any] | None], user: str
 ) -> None:
     """Any str is a user (values allow lone surrogates, say from a JSON body's
     "\\ud800"); SQLite raised a bare UnicodeEncodeError at save (a 500)."""
     name, options = store
-    user = "bob\ud800"
 
     def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
         session = get_session(environ)
