@@ -483,10 +483,12 @@ class Session(MutableMapping[str, Any]):
             if user_key is not None and (user_key in self._changed or user_key in self._removed):
                 user = self._user()
             if not manager.save(sid, changed, self._removed, lifetime=lifetime, user=user):
-                # Destroyed, revoked or expired meanwhile: never bring it
-                # back. The writes go with it, and the client's cookie.
+                # Destroyed, revoked, expired or regenerated meanwhile: never
+                # bring it back; the writes go with it. The cookie is left
+                # alone: after a regenerate elsewhere it may already hold the
+                # new id, and a dead id in it is harmless.
                 self._start_over()
-                self.cookie_action = DELETE
+                self.cookie_action = KEEP
             elif lifetime is not None and self._record is not None:
                 self._record = self._record._replace(idle=lifetime[0], persistent=lifetime[1])
         self._seen = self._still_watched(checked) if self._sid is not None else None
