@@ -398,3 +398,35 @@ def test_a_request_racing_a_regenerate_does_not_delete_the_new_cookie(
     res = client.get("/race")
     assert moved[0] is not None and mw.manager.load(moved[0]) is not None
     assert res.headers.getall("Set-Cookie") == []
+
+
+# -- lifetimes no clock or store can hold --------------------------------------
+
+
+@pytest.mark.parametrize(
+    "option", ["max_lifetime", "absolute_lifetime", "gc_interval"], ids=lambda o: o
+)
+def test_a_lifetime_past_what_timers_and_stores_hold_is_refused_at_construction(
+    option: str,
+) -> None:
+    """``sys.maxsize`` seconds ("never") passed the check, then Redis refused
+    every session (PEXPIRE out of range) and the GC thread died at its first
+    wait (OverflowError: timestamp out of range)."""
+    with pytest.raises(ValueError, match=option):
+        Manager(**{option: 2**63})
+    Manager(**{option: 10**9}).close()  # about 31 years: fine everywhere
+
+
+def test_set_lifetime_refuses_an_idle_timeout_no_store_can_hold(clock: Any) -> None:
+    manager = Manager(gc_interval=None, clock=clock)
+    session = Session(manager, SessionCookie(), None)
+    session["a"] = 1
+    with pytest.raises(ValueError, match="idle"):
+        session.set_lifetime(1e300, persistent=True)
+    manager.close()
+
+
+def test_a_long_lifetime_works_on_redis(make_app: Any, redis_url: str) -> None:
+    _, client = make_app(provider="redis", provider_options={"url": redis_url}, max_lifetime=10**9)
+    client.get("/")
+    assert client.get("/").text.startswith("n=2")

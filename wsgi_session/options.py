@@ -7,14 +7,20 @@ configuration fails at start-up with the option's name in the message.
 
 from __future__ import annotations
 
-import math
 from typing import Any, TypeVar
 
 T = TypeVar("T")
 
 
+#: The longest duration any option takes, about 31 years. Longer ones
+#: ("never" as ``sys.maxsize``) overflow a thread's wait, a socket timeout,
+#: and Redis's PEXPIRE (which then refuses every session).
+MAX_SECONDS = 10**9
+
+
 def seconds(option: str, value: object) -> float:
-    """``value`` as float seconds: a positive, finite int or float (not bool)."""
+    """``value`` as float seconds: a positive int or float (not bool) of at
+    most :data:`MAX_SECONDS`."""
     if type(value) not in (int, float):
         raise TypeError(f"{option} must be a number of seconds, not {value!r:.60}")
     try:
@@ -23,9 +29,10 @@ def seconds(option: str, value: object) -> float:
         raise ValueError(
             f"{option} must be a finite number of seconds, not {value!r:.60}"
         ) from None
-    if not 0 < result < math.inf:  # also refuses NaN
+    if not 0 < result <= MAX_SECONDS:  # also refuses NaN and infinities
         raise ValueError(
-            f"{option} must be a positive, finite number of seconds, not {value!r:.60}"
+            f"{option} must be a positive number of seconds, at most {MAX_SECONDS:,} "
+            f"(about 31 years), not {value!r:.60}"
         )
     return result
 
