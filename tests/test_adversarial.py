@@ -430,3 +430,18 @@ def test_a_long_lifetime_works_on_redis(make_app: Any, redis_url: str) -> None:
     _, client = make_app(provider="redis", provider_options={"url": redis_url}, max_lifetime=10**9)
     client.get("/")
     assert client.get("/").text.startswith("n=2")
+
+
+# -- PEP 3333 ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("key", ["session", "HTTP_COOKIE", "wsgi.input", "wsgi.session"])
+def test_an_environ_key_pep_3333_does_not_allow_is_refused_at_construction(key: str) -> None:
+    """A key without a dot must hold a str (wsgiref.validate fails every
+    request), and may be the server's own (HTTP_COOKIE); wsgi.* is the server's."""
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        return []
+
+    with pytest.raises(ValueError, match="environ_key"):
+        SessionMiddleware(app, environ_key=key, gc_interval=None)

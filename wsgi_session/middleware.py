@@ -79,6 +79,13 @@ class SessionMiddleware:
             raise TypeError(f"app must be a WSGI callable, not {app!r}")
         if type(environ_key) is not str or not environ_key:
             raise TypeError(f"environ_key must be a non-empty str, not {environ_key!r}")
+        if "." not in environ_key or environ_key.startswith("wsgi."):
+            # A CGI-style key must hold a str (and could be HTTP_COOKIE), and
+            # wsgi.* belongs to the server.
+            raise ValueError(
+                f"environ_key {environ_key!r} must be an extension key, with a dot and "
+                "not under 'wsgi.' (PEP 3333), such as 'myapp.session'"
+            )
         self.app = app
         self.environ_key = environ_key
         self.cookie = SessionCookie(
