@@ -353,18 +353,7 @@ def test_a_list_made_circular_or_too_deep_in_place_fails_clearly(clock: Any) -> 
 
 @pytest.mark.parametrize(
     "then",
-    [
-        "write",
-        pytest.param(
-            "regenerate",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="regenerate() of a session gone meanwhile deletes the cookie, as "
-                "test_session.py::test_regenerate_never_brings_back_a_session_destroyed_meanwhile "
-                "asks; KEEP there (like save()) would fix this: the lead's call",
-            ),
-        ),
-    ],
+    ["write", "regenerate"],
 )
 def test_a_request_racing_a_regenerate_does_not_delete_the_new_cookie(
     make_app: Any, then: str

@@ -384,8 +384,10 @@ class Session(MutableMapping[str, Any]):
             return  # not stored yet: it gets a fresh id when it is written
         new = self._manager.regenerate(old)
         if new is None:
+            # Gone meanwhile: nothing comes back. The cookie is left alone:
+            # it may already hold the new id a concurrent log in just set.
             self._start_over()
-            self.cookie_action = DELETE
+            self.cookie_action = KEEP
         else:
             self._sid = new
             self.cookie_action = SEND
