@@ -1379,7 +1379,7 @@ def run_model(
                 count = self.provider.count()
                 assert count is None or count == len(self.sessions), "count() is wrong"
 
-    run_state_machine_as_test(  # type: ignore[no-untyped-call]
+    run_state_machine_as_test(  # type: ignore[no-untyped-call, unused-ignore]
         Model,
         settings=settings(
             max_examples=examples,
