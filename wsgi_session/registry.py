@@ -87,6 +87,14 @@ def _sqlite(**options: Any) -> Provider:
     return SqliteProvider(**options)
 
 
+def _postgres(**options: Any) -> Provider:
+    # Imported on use: psycopg is an optional extra.
+    from .providers.postgres import PostgresProvider
+
+    return PostgresProvider(**options)
+
+
 register("memory", _memory)
 register("redis", _redis)
 register("sqlite", _sqlite)
+register("postgres", _postgres)
