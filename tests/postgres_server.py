@@ -163,3 +163,9 @@ def own_postgres() -> Iterator[PostgresServer]:
         yield server
     finally:
         server.remove()
+
+
+@pytest.fixture
+def unused_port() -> int:
+    """A loopback port where nothing listens (not the shared server's)."""
+    return free_port()

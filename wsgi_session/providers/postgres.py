@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import select
 import threading
 import weakref
 from collections.abc import Collection, Iterator, Mapping
@@ -99,6 +100,12 @@ def _failed(operation: str, exc: Exception) -> ProviderError:
     primary = getattr(getattr(exc, "diag", None), "message_primary", None)
     reason = primary or str(exc).split("\n", 1)[0] or type(exc).__name__
     return ProviderError(f"PostgreSQL {operation} failed: {reason}")
+
+
+def _readable(fd: int) -> bool:
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    return bool(poller.poll(0))
 
 
 def _close_all(idle: list[Any], pid: int) -> None:
@@ -312,14 +319,10 @@ class PostgresProvider(Provider):
                 conn = idle.pop()
             except IndexError:
                 break
-            # A server that restarted or dropped the connection left EOF (and
-            # a goodbye) on the socket: reading what is there finds it
-            # without a round trip.
-            try:
-                conn.pgconn.consume_input()
-            except self._errors:
-                pass
-            if not conn.closed:
+            # An idle connection has nothing to read: if it has, the server
+            # said goodbye (a restart, a crash, an administrator's kill) or
+            # hung up. One poll finds it without a round trip.
+            if not conn.closed and not _readable(conn.fileno()):
                 return conn
             conn.close()
         try:
