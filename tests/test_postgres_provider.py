@@ -8,7 +8,6 @@ import multiprocessing
 import os
 import subprocess
 import sys
-import textwrap
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -44,11 +43,13 @@ def admin(postgres_server: PostgresServer) -> Iterator[psycopg.Connection[Any]]:
 
 
 @pytest.fixture
-def table(admin: psycopg.Connection[Any]) -> Iterator[str]:
+def table(postgres_server: PostgresServer) -> Iterator[str]:
     """A table name of this test's own, dropped afterwards."""
     name = f"sessions_{os.getpid()}_{next(_tables)}"
     yield name
-    admin.execute(f"DROP TABLE IF EXISTS {name}")
+    # A connection of its own: the test may have restarted the server.
+    with psycopg.connect(postgres_server.dsn, autocommit=True) as conn:
+        conn.execute(f"DROP TABLE IF EXISTS {name}")
 
 
 @pytest.fixture
@@ -309,7 +310,11 @@ def test_save_replaces_the_lifetime_and_the_user(store: PostgresProvider) -> Non
     assert store.save(SID, {}, (), T0 + 5, lifetime=(1000.0, True), user="bob")
     assert store.sessions_of("alice", T0 + 6) == []
     [(sid, record)] = store.sessions_of("bob", T0 + 6)
-    assert sid == SID and (record.idle, record.persistent, record.accessed) == (1000.0, True, T0 + 5)
+    assert sid == SID and (record.idle, record.persistent, record.accessed) == (
+        1000.0,
+        True,
+        T0 + 5,
+    )
     assert store.load(SID, T0 + 900) is not None  # the new idle timeout
     assert store.save(SID, {"n": 1}, (), T0 + 901, user=None)
     assert store.sessions_of("bob", T0 + 902) == []
@@ -450,7 +455,10 @@ def test_processes_writing_different_keys_at_the_same_moment_keep_both(
         writers = [
             subprocess.Popen(
                 [sys.executable, "-c", WRITER, postgres_server.dsn, table, SID, key],
-                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                env=env,
             )  # fmt: skip
             for key in ("a", "b")
         ]
@@ -594,12 +602,15 @@ def test_a_given_pool_is_used_and_left_as_it_was(
 
 
 def test_a_restarted_server_is_an_error_while_down_then_recovers(
-    own_postgres: PostgresServer,
+    postgres_server: PostgresServer, table: str
 ) -> None:
-    store = PostgresProvider(own_postgres.dsn)
+    # The run's server, restarted on its port (a server of its own would
+    # cost an initdb); the finally clause leaves it running for the others.
+    server = postgres_server
+    store = PostgresProvider(server.dsn, table=table)
     try:
         new(store, data={"n": 1})
-        own_postgres.stop()
+        server.stop()
         for call in (
             lambda: store.load(SID, T0 + 1),
             lambda: store.save(SID, {"n": 2}, (), T0 + 1),
@@ -609,19 +620,21 @@ def test_a_restarted_server_is_an_error_while_down_then_recovers(
                 call()
             assert isinstance(info.value.__cause__, psycopg.OperationalError)
             assert SID not in str(info.value)
-        own_postgres.start()  # same port: the application is not restarted
+        server.start()  # same port: the application is not restarted
         record = store.load(SID, T0 + 2)
         assert record is not None and record.data == {"n": 1}
         # Restarted between two calls, and even crashed: the held connection
         # is found closed and replaced, without an error.
         for mode in ("fast", "immediate"):
-            own_postgres.stop(mode)
-            own_postgres.start()
+            server.stop(mode)
+            server.start()
             assert store.save(SID, {"mode": mode}, (), T0 + 3)
         record = store.load(SID, T0 + 4)
         assert record is not None and record.data == {"n": 1, "mode": "immediate"}
     finally:
         store.close()
+        if not (server.data / "postmaster.pid").exists():
+            server.start()
 
 
 def test_server_errors_are_provider_errors_without_ids(

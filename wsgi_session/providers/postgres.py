@@ -78,9 +78,7 @@ _SET_USER = ", username = %(user)s"
 # One statement: exactly one of old and new is live afterwards.
 _RENAME = "UPDATE {table} SET sid = %s WHERE sid = %s AND expires > %s"
 _DESTROY = "DELETE FROM {table} WHERE sid = %s"
-_SESSIONS_OF = (
-    f"SELECT sid, {_COLUMNS} FROM {{table}} WHERE username = %s AND expires > %s"
-)
+_SESSIONS_OF = f"SELECT sid, {_COLUMNS} FROM {{table}} WHERE username = %s AND expires > %s"
 # A bounded batch; rows locked by a request are left for the next sweep.
 _GC = (
     "DELETE FROM {table} WHERE ctid IN (SELECT ctid FROM {table} WHERE expires <= %(now)s"
@@ -201,9 +199,7 @@ class PostgresProvider(Provider):
                 given = conninfo_to_dict(dsn)
             except psycopg.Error:
                 # Not libpq's message: it may quote the dsn, password and all.
-                raise ValueError(
-                    "dsn is not a PostgreSQL connection string or URI"
-                ) from None
+                raise ValueError("dsn is not a PostgreSQL connection string or URI") from None
             self._connect_args = {"conninfo": dsn, "autocommit": True}
             if "connect_timeout" not in given:
                 self._connect_args["connect_timeout"] = self.DEFAULT_CONNECT_TIMEOUT
@@ -260,19 +256,23 @@ class PostgresProvider(Provider):
         )
 
     def ensure_schema(self) -> None:
-        """Create the table and its indexes if they are missing.
+        """Create the table and its indexes if the table is missing.
 
-        Run on first use (unless ``create_schema=False``). Many processes may
+        Run on first use in each process (unless ``create_schema=False``).
+        An existing table is only looked up: CREATE INDEX, even IF NOT
+        EXISTS, would lock the table against writes. Many processes may
         start at once, and concurrent CREATE ... IF NOT EXISTS can still
         collide, so the statements run in one transaction under an advisory
         lock named for the table.
         """
-        ddl = self.schema_sql(self.table)
         if os.getpid() != self._pid:
             self._forked()
-        with self._raw_connection("schema creation") as conn, conn.transaction():
-            conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (self._quoted,))
-            conn.execute(ddl)  # no parameters: several statements in one go
+        with self._raw_connection("schema creation") as conn:
+            row = conn.execute("SELECT to_regclass(%s)", (self._quoted,)).fetchone()
+            if row is None or row[0] is None:
+                with conn.transaction():
+                    conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (self._quoted,))
+                    conn.execute(self.schema_sql(self.table))  # several statements
         self._schema_ready = True
 
     # -- connections --------------------------------------------------------------
