@@ -18,7 +18,9 @@ import psycopg
 import pytest
 
 from wsgi_session import ProviderError, registry
+from wsgi_session.provider import Provider
 from wsgi_session.providers.postgres import PostgresProvider
+from wsgi_session.testing import ProviderTests
 
 if TYPE_CHECKING:
     from postgres_server import PostgresServer
@@ -116,6 +118,28 @@ def wait_for_lock_waiters(admin: psycopg.Connection[Any], n: int) -> None:
             return
         assert time.monotonic() < end, f"{row[0]} of {n} writers reached the lock"
         time.sleep(0.01)
+
+
+# -- the conformance kit -------------------------------------------------------
+
+
+class TestPostgresConformance(ProviderTests):
+    """The contract, on a table of each test's own; a broken store is a
+    stopped server (started again afterwards)."""
+
+    @pytest.fixture(autouse=True)
+    def _server(self, postgres_server: PostgresServer, table: str) -> Iterator[None]:
+        self.server = postgres_server
+        self.table = table
+        yield
+        if not (postgres_server.data / "postmaster.pid").exists():
+            postgres_server.start()
+
+    def make_provider(self) -> Provider:
+        return PostgresProvider(self.server.dsn, table=self.table)
+
+    def break_store(self, provider: Provider) -> None:
+        self.server.stop()
 
 
 # -- options --------------------------------------------------------------------
