@@ -708,3 +708,21 @@ def test_a_dropped_provider_closes_its_connections(
     del store
     gc.collect()
     wait_for_backends(admin, before)
+
+
+# -- through the middleware ---------------------------------------------------------
+
+
+def test_two_workers_share_sessions_through_the_middleware(
+    postgres_server: PostgresServer, table: str, make_app: Callable[..., Any]
+) -> None:
+    options = {"dsn": postgres_server.dsn, "table": table}
+    _, one = make_app(provider="postgres", provider_options=options)
+    _, two = make_app(provider="postgres", provider_options=options)
+    assert one.get("/").text == "n=1 user=None"
+    two.cookiejar = one.cookiejar  # the same browser, served by another worker
+    assert two.get("/").text == "n=2 user=None"
+    assert one.get("/login").text == "n=2 user=alice"
+    assert two.get("/").text == "n=3 user=alice"
+    two.get("/logout")
+    assert one.get("/peek").text == "n=0 user=None"
