@@ -105,7 +105,10 @@ class PostgresServer:
                     "pg_ctl", "start", "-D", str(self.data), "-l", str(self.log), "-w", "-t", "30",
                     "-o", f"-p {port} -c listen_addresses=127.0.0.1"
                     f" -k {self.directory} -c fsync=off -c shared_buffers=16MB"
-                    " -c max_connections=60",
+                    " -c max_connections=60"
+                    # Writes that do not wait for the disk (loads, durable_saves=False)
+                    # stay in memory for this long: a crash test then loses them.
+                    " -c wal_writer_delay=10s",
                 )  # fmt: skip
             except RuntimeError:
                 if self.port or attempt == 4:

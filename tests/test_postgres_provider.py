@@ -142,6 +142,15 @@ class TestPostgresConformance(ProviderTests):
         self.server.stop()
 
 
+class TestPostgresConformanceWithSavesThatDoNotWait(TestPostgresConformance):
+    """The same with ``durable_saves=False``: only durability differs."""
+
+    race_rounds = 50
+
+    def make_provider(self) -> Provider:
+        return PostgresProvider(self.server.dsn, table=self.table, durable_saves=False)
+
+
 # -- options --------------------------------------------------------------------
 
 
@@ -161,12 +170,13 @@ class TestPostgresConformance(ProviderTests):
         ({"dsn": "host=x", "table": ""}, ValueError, "table"),
         ({"dsn": "host=x", "table": 3}, TypeError, "table"),
         ({"dsn": "host=x", "create_schema": 1}, TypeError, "create_schema"),
+        ({"dsn": "host=x", "durable_saves": None}, TypeError, "durable_saves"),
         ({"dsn": "host=x", "gc_batch": 0}, ValueError, "gc_batch"),
         ({"dsn": "host=x", "gc_batch": 1.5}, TypeError, "gc_batch"),
     ],
     ids=["none", "dsn-int", "dsn-empty", "dsn-bad", "both", "pool-not-a-pool", "table-upper",
          "table-injection", "table-dots", "table-long", "table-empty", "table-int",
-         "create-schema-int", "batch-0", "batch-float"],
+         "create-schema-int", "durable-none", "batch-0", "batch-float"],
 )  # fmt: skip
 def test_bad_options_fail_at_construction_naming_the_option(
     options: dict[str, Any], error: type[Exception], named: str
@@ -659,6 +669,44 @@ def test_a_restarted_server_is_an_error_while_down_then_recovers(
         store.close()
         if not (server.data / "postmaster.pid").exists():
             server.start()
+
+
+@pytest.mark.parametrize("durable_saves", [True, False])
+def test_a_logout_survives_a_server_crash(
+    postgres_server: PostgresServer, table: str, durable_saves: bool
+) -> None:
+    server = postgres_server
+    store = PostgresProvider(server.dsn, table=table, durable_saves=durable_saves)
+    try:
+        new(store, SID, {"n": 1})
+        new(store, OTHER, {"n": 1})
+        assert store.save(SID, {"n": 2}, (), T0 + 1)
+        assert store.load(SID, T0 + 2) is not None  # an access, which does not wait
+        store.destroy(SID)
+        assert store.rename(OTHER, "r" * 43, T0 + 3)
+        server.stop("immediate")  # a crash: what was not written to the WAL is lost
+        server.start()
+        assert store.load(SID, T0 + 4) is None, "a destroyed session came back after a crash"
+        assert store.load(OTHER, T0 + 4) is None, "a renamed-away id came back after a crash"
+        record = store.load("r" * 43, T0 + 4)
+        assert record is not None and record.data == {"n": 1}
+    finally:
+        store.close()
+        if not (server.data / "postmaster.pid").exists():
+            server.start()
+
+
+def test_a_durable_save_survives_a_server_crash(
+    postgres_server: PostgresServer, store: PostgresProvider
+) -> None:
+    new(store, data={"n": 1})
+    assert store.save(SID, {"n": 2, "user": "alice"}, (), T0 + 1)
+    try:
+        postgres_server.stop("immediate")
+    finally:
+        postgres_server.start()
+    record = store.load(SID, T0 + 2)
+    assert record is not None and record.data == {"n": 2, "user": "alice"}
 
 
 def test_server_errors_are_provider_errors_without_ids(

@@ -53,25 +53,35 @@ CREATE INDEX IF NOT EXISTS {user_index} ON {table} (username) WHERE username IS 
 # A session is live while expires > now.
 _COLUMNS = "data, created, accessed, idle, deadline, persistent"
 
+# Appended to a write that may commit without waiting for the WAL to reach
+# the disk (synchronous_commit off for this statement's transaction alone:
+# RETURNING runs before the commit, and only when a row was written). A
+# server crash may then lose it; it can never bring back a session, since a
+# later destroy or rename waits for the disk, and with it for everything
+# written before.
+_NO_WAIT = "set_config('synchronous_commit', 'off', true)"
+
 _CREATE = (
     "INSERT INTO {table} (sid, data, created, accessed, idle, deadline, persistent, username)"
-    " VALUES (%s, %s::jsonb, %s, %s, %s, %s, %s, %s)"
+    " VALUES (%s, %s::jsonb, %s, %s, %s, %s, %s, %s){returning}"
 )
 # Record.accessed is the access before this one, so the row is read (and
 # locked: a concurrent write then waits, and this sees its result) in the
-# same statement that moves `accessed` on.
+# same statement that moves `accessed` on. The access time is all a load
+# writes, so it never waits for the disk: a crash could only move a
+# session's access back, making it expire sooner.
 _LOAD = (
     "WITH old AS (SELECT sid, accessed FROM {table}"
     " WHERE sid = %(sid)s AND expires > %(now)s FOR NO KEY UPDATE)"
     " UPDATE {table} AS s SET accessed = %(now)s FROM old WHERE s.sid = old.sid"
-    " RETURNING s.data, s.created, old.accessed, s.idle, s.deadline, s.persistent"
+    " RETURNING s.data, s.created, old.accessed, s.idle, s.deadline, s.persistent, " + _NO_WAIT
 )
 # The merge runs on the row as it is when this statement gets its lock, so
 # concurrent saves of different keys all keep their writes. (`-` binds
 # tighter than `||`: the parentheses are needed.)
 _SAVE = (
     "UPDATE {table} SET data = (data - %(removed)s::text[]) || %(changed)s::jsonb,"
-    " accessed = %(now)s{extra} WHERE sid = %(sid)s AND expires > %(now)s"
+    " accessed = %(now)s{extra} WHERE sid = %(sid)s AND expires > %(now)s{returning}"
 )
 _SET_LIFETIME = ", idle = %(idle)s, persistent = %(persistent)s"
 _SET_USER = ", username = %(user)s"
@@ -169,6 +179,7 @@ class PostgresProvider(Provider):
         pool: ConnectionPool[Any] | None = None,
         table: str = DEFAULT_TABLE,
         create_schema: bool = True,
+        durable_saves: bool = True,
         gc_batch: int = DEFAULT_GC_BATCH,
     ) -> None:
         try:
@@ -180,6 +191,7 @@ class PostgresProvider(Provider):
         self._quoted = self._quote(table)
         self.table = table
         self.create_schema = options.boolean("create_schema", create_schema)
+        self.durable_saves = options.boolean("durable_saves", durable_saves)
         self.gc_batch = options.positive_int("gc_batch", gc_batch)
         self._pool = None
         self._connect_args: dict[str, Any] = {}
@@ -205,8 +217,9 @@ class PostgresProvider(Provider):
                 self._connect_args["connect_timeout"] = self.DEFAULT_CONNECT_TIMEOUT
         self._psycopg = psycopg
         self._errors = (psycopg.Error,)
+        returning = "" if self.durable_saves else " RETURNING " + _NO_WAIT
         self._sql = {
-            name: query.format(table=self._quoted)
+            name: query.format(table=self._quoted, returning=returning)
             for name, query in (
                 ("create", _CREATE), ("load", _LOAD), ("rename", _RENAME),
                 ("destroy", _DESTROY), ("sessions_of", _SESSIONS_OF), ("gc", _GC),
@@ -217,6 +230,7 @@ class PostgresProvider(Provider):
             (lifetime, user): _SAVE.format(
                 table=self._quoted,
                 extra=(_SET_LIFETIME if lifetime else "") + (_SET_USER if user else ""),
+                returning=returning,
             )
             for lifetime in (False, True)
             for user in (False, True)
@@ -381,7 +395,7 @@ class PostgresProvider(Provider):
     def load(self, sid: str, now: float) -> Record | None:
         with self._connection("load") as conn:
             row = conn.execute(self._sql["load"], {"sid": sid, "now": now}).fetchone()
-        return None if row is None else _record(row)
+        return None if row is None else _record(row[:6])
 
     def save(
         self,
