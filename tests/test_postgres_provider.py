@@ -632,6 +632,20 @@ def test_a_given_pool_is_used_and_left_as_it_was(
         assert store.load(SID, T0 + 3) is not None
 
 
+def test_an_exhausted_pool_is_a_provider_error(
+    postgres_server: PostgresServer, make: Factory
+) -> None:
+    from psycopg_pool import ConnectionPool, PoolTimeout
+
+    with ConnectionPool(postgres_server.dsn, min_size=1, max_size=1, timeout=0.2) as pool:
+        store = make(pool=pool)
+        new(store)
+        with pool.connection(), pytest.raises(ProviderError, match="load failed") as info:
+            store.load(SID, T0)  # the pool's one connection is taken
+        assert isinstance(info.value.__cause__, PoolTimeout)
+        assert store.load(SID, T0) is not None
+
+
 # -- failures -------------------------------------------------------------------------
 
 

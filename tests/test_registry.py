@@ -13,7 +13,7 @@ from wsgi_session.providers.memory import MemoryProvider
 
 
 def test_builtin_names() -> None:
-    assert {"memory", "redis"} <= set(available())
+    assert {"memory", "redis", "postgres"} <= set(available())
     assert isinstance(registry_module.create("memory"), MemoryProvider)
 
 

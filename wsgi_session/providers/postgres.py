@@ -138,32 +138,42 @@ class PostgresProvider(Provider):
                           provider_options={"dsn": "postgresql://app@db/app"})
         SessionMiddleware(app, provider=PostgresProvider(pool=pool))
 
-    **When to choose it:** sessions shared by every worker on every host,
-    kept across restarts and deploys, in the database the application
-    already runs, without a Redis. **What it costs:** one round trip per
-    load and per save (a row lock and a row write each: a load is an access
-    and moves ``accessed``); measured on one host against a local server,
-    see bench/stores.py. **How it expires:** every statement checks
-    ``expires > now`` (``expires`` is a generated, indexed column,
-    ``min(accessed + idle, deadline)``), so a dead session is never read or
-    written; :meth:`gc` deletes dead rows in batches of ``gc_batch``.
+    **When to choose it:** sessions shared by every worker on every host and
+    kept across restarts and deploys, in the PostgreSQL the application
+    already runs, without adding a Redis. **What it costs:** one round trip
+    per call. A load locks and updates its row (a load is an access), but
+    never waits for the disk: a crash could only move an access time back.
+    A save or create waits for the write-ahead log to reach the disk, as
+    any commit does, unless ``durable_saves=False``; destroy and rename
+    always wait, so a crash never brings back a session that was logged
+    out, revoked or renamed at log in. bench/stores.py measures it next to
+    memory and Redis (see bench/README.md). **How it expires:** every statement
+    checks ``expires > now`` (``expires`` is a generated, indexed column,
+    ``min(accessed + idle, deadline)``), so a dead session is never read,
+    listed or written; :meth:`gc` deletes dead rows ``gc_batch`` at a time,
+    skipping rows a request holds.
 
     Give ``dsn`` (a libpq connection string or URI; ``connect_timeout`` is
-    5 s unless it says otherwise) or a ready ``pool``
+    5 s unless it sets its own; ``options=-c statement_timeout=5s`` bounds
+    a query) or a ready ``pool``
     (a :class:`psycopg_pool.ConnectionPool`, used as it is; its
     connections are switched to autocommit while borrowed). Nothing
     connects before the first call. With ``dsn`` the provider holds its own
     connections, opened in the process that uses them (a forked child
     never touches its parent's), as many as calls ever ran at once; one the
-    server closed (a restart) is noticed without a round trip and replaced.
-    A pool is the application's: it must be made in the process that uses
-    it, not before a fork.
+    server closed (a restart, a crash) is noticed by a poll, without a
+    round trip, and replaced. A pool is the application's: it must be made
+    in the process that uses it, not before a fork.
 
-    ``table`` (lower-case, optionally ``schema.table``) is created, with its
-    indexes, on first use, unless ``create_schema=False``: then a DBA runs
+    ``table`` (lower-case, optionally ``schema.table``) is created with its
+    indexes on first use, unless ``create_schema=False``: then a DBA runs
     :meth:`schema_sql` beforehand. Every PostgreSQL failure raises
-    :class:`~wsgi_session.ProviderError` with the cause chained; the next
-    call connects afresh.
+    :class:`~wsgi_session.ProviderError` with the cause chained (no ids in
+    the message); a connection that failed is dropped, and the next call
+    connects afresh. ``durable_saves=False`` commits saves and creates
+    without waiting for the disk (``synchronous_commit`` off for those
+    statements only): much faster where fsync is slow, at the price of the
+    last moments of session writes if the server crashes.
     """
 
     DEFAULT_TABLE = "wsgi_sessions"
@@ -260,7 +270,7 @@ class PostgresProvider(Provider):
     @classmethod
     def schema_sql(cls, table: str = DEFAULT_TABLE) -> str:
         """The SQL that creates ``table`` and its indexes (idempotent), for a
-        DBA to run, or for migrations; :meth:`create_schema` runs it."""
+        DBA to run or a migration to hold; :meth:`ensure_schema` runs it."""
         quoted = cls._quote(table)
         base = table.rsplit(".", 1)[-1]
         return _SCHEMA.format(
