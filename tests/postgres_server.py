@@ -134,6 +134,14 @@ class PostgresServer:
         shutil.rmtree(self.directory, ignore_errors=True)
 
 
+def _has_user(name: str) -> bool:
+    try:
+        pwd.getpwnam(name)
+    except KeyError:
+        return False
+    return True
+
+
 def need_postgres() -> Path:
     bindir = find_bin()
     require(
@@ -141,6 +149,12 @@ def need_postgres() -> Path:
         "WSGI_SESSION_REQUIRE_POSTGRES",
         bindir is not None,
         "PostgreSQL's initdb and pg_ctl were not found (apt-get install postgresql)",
+    )
+    require(
+        "postgres",
+        "WSGI_SESSION_REQUIRE_POSTGRES",
+        os.geteuid() != 0 or _has_user("postgres"),
+        "PostgreSQL refuses to run as root, and there is no postgres user to run it as",
     )
     assert bindir is not None
     return bindir
