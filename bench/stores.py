@@ -12,7 +12,9 @@ in a temporary directory (its file system is printed: tmpfs is faster than
 a disk). Redis runs only if ``redis-server`` is on PATH and redis-py is
 installed, on a private server started as bench/redis_bench.py does;
 PostgreSQL only if ``initdb``/``pg_ctl`` and psycopg are, on a private
-cluster (bench/pg_server.py).
+cluster with the server's default settings (bench/pg_server.py): a save's
+commit waits for the disk; ``--postgres-no-wait`` measures
+``durable_saves=False``.
 
 Two tables: wall-clock time, and this process's CPU time (on a busy machine
 the first grows with every wait for a CPU; Redis's work is only in the
@@ -58,7 +60,7 @@ SCENARIOS = {
 
 @contextmanager
 def store_options(
-    directory: str, redis: bool, postgres: bool = True
+    directory: str, redis: bool, postgres: bool = True, durable_saves: bool = True
 ) -> Iterator[dict[str, dict[str, Any]]]:
     """The provider_options of each available store (a Redis server runs meanwhile)."""
     stores: dict[str, dict[str, Any]] = {
@@ -83,7 +85,9 @@ def store_options(
         elif importlib.util.find_spec("psycopg") is None:
             print("# postgres: skipped (pip install psycopg)")
         else:
-            stores["postgres"] = {"dsn": stack.enter_context(postgres_server())}
+            dsn = stack.enter_context(postgres_server())
+            stores["postgres"] = {"dsn": dsn, "durable_saves": durable_saves}
+            print(f"# postgres: a private server, default settings, {durable_saves=}")
         yield stores
 
 
@@ -144,6 +148,9 @@ def main() -> None:
     parser.add_argument("--dir", default=None, help="where the SQLite file goes")
     parser.add_argument("--no-redis", action="store_true", help="no Redis")
     parser.add_argument("--no-postgres", action="store_true", help="no PostgreSQL")
+    parser.add_argument(
+        "--postgres-no-wait", action="store_true", help="PostgreSQL with durable_saves=False"
+    )
     parser.add_argument("-p", "--processes", type=int, default=4, help="for the shared test")
     parser.add_argument("--worker", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -154,7 +161,9 @@ def main() -> None:
         return
     with (
         tempfile.TemporaryDirectory(dir=args.dir) as directory,
-        store_options(directory, not args.no_redis, not args.no_postgres) as options,
+        store_options(
+            directory, not args.no_redis, not args.no_postgres, not args.postgres_no_wait
+        ) as options,
         managers(options) as stores,
     ):
         when = f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC"
