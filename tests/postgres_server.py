@@ -160,6 +160,12 @@ def need_postgres() -> Path:
     return bindir
 
 
+@pytest.fixture
+def postgres_bin() -> Path:
+    """The directory of initdb and pg_ctl (skip, or fail in CI, without them)."""
+    return need_postgres()
+
+
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[PostgresServer]:
     """One private PostgreSQL for the whole run."""
