@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import gc
 import itertools
 import multiprocessing
@@ -138,6 +139,15 @@ class TestPostgresConformance(ProviderTests):
     def make_provider(self) -> Provider:
         return PostgresProvider(self.server.dsn, table=self.table)
 
+    def cross_process(self, provider: Provider) -> Callable[[], Provider]:
+        assert isinstance(provider, PostgresProvider)
+        return functools.partial(
+            PostgresProvider,
+            self.server.dsn,
+            table=self.table,
+            durable_saves=provider.durable_saves,
+        )
+
     def break_store(self, provider: Provider) -> None:
         self.server.stop()
 
@@ -146,6 +156,7 @@ class TestPostgresConformanceWithSavesThatDoNotWait(TestPostgresConformance):
     """The same with ``durable_saves=False``: only durability differs."""
 
     race_rounds = 50
+    model_examples = 20
 
     def make_provider(self) -> Provider:
         return PostgresProvider(self.server.dsn, table=self.table, durable_saves=False)
