@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import json
+import os
 import sqlite3
 from collections.abc import Callable
 from typing import Any
@@ -40,9 +42,10 @@ def accounts_app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
     return [json.dumps(body).encode()]
 
 
-pytest_plugins = ["redis_server"]
+pytest_plugins = ["redis_server", "postgres_server"]
 
-STORES = ["memory", "sqlite", "redis"]
+STORES = ["memory", "sqlite", "redis", "postgres"]
+_tables = itertools.count()
 
 
 @pytest.fixture(params=STORES)
@@ -53,8 +56,11 @@ def store_app(request: pytest.FixtureRequest, make_app: Any, tmp_path: Any) -> C
         options: dict[str, Any] = {}
     elif name == "sqlite":
         options = {"path": str(tmp_path / "sessions.db")}
-    else:
+    elif name == "redis":
         options = {"url": request.getfixturevalue("redis_url")}
+    else:
+        server = request.getfixturevalue("postgres_server")
+        options = {"dsn": server.dsn, "table": f"accounts_{os.getpid()}_{next(_tables)}"}
 
     def factory(**more: Any) -> Any:
         return make_app(provider=name, provider_options=options or None, **more)
@@ -143,6 +149,11 @@ def raw_keys(mw: SessionMiddleware, store: str) -> set[str]:
     if store == "sqlite":
         with sqlite3.connect(provider.path) as db:
             return {row[0] for row in db.execute("SELECT sid FROM wsgi_sessions")}
+    if store == "postgres":
+        import psycopg
+
+        with psycopg.connect(**provider._connect_args) as db:
+            return {row[0] for row in db.execute(f"SELECT sid FROM {provider.table}")}
     return {key.decode() for key in provider.client.keys("*")}
 
 
