@@ -58,3 +58,31 @@ def test_a_forked_child_never_hands_out_its_parents_next_ids() -> None:
     parent_ids = {new_id() for _ in range(200)}
     assert len(child_ids) == 10
     assert not child_ids & parent_ids
+
+
+def test_ids_are_the_operating_systems_random_bytes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Statistics cannot tell sha256(counter) from randomness; the source can.
+    Every bit of an id must come from ``secrets`` (the OS's CSPRNG): fed known
+    bytes, the ids are exactly those bytes, encoded."""
+    import base64
+
+    from wsgi_session import ids
+
+    fed: list[bytes] = []
+
+    def token_bytes(n: int) -> bytes:
+        chunk = bytes((len(fed) * 7 + i) % 256 for i in range(n))
+        fed.append(chunk)
+        return chunk
+
+    monkeypatch.setattr(ids, "token_bytes", token_bytes)
+    monkeypatch.setattr(ids, "_pool", [])
+    monkeypatch.setattr(ids, "_pool_pid", [0])
+    got = [new_id() for _ in range(70)]  # more than one batch
+    assert len(fed) == 2
+    expected = []
+    for chunk in fed:
+        text = base64.urlsafe_b64encode(chunk).decode()
+        expected += [text[i : i + 43] for i in range(0, len(text), 44)]
+    assert set(got) <= set(expected) and len(set(got)) == 70
+    assert all(len(base64.urlsafe_b64decode(sid + "=")) >= 32 for sid in got)  # >= 256 bits
