@@ -112,7 +112,7 @@ def test_failed_save_after_an_app_error_is_logged_at_error(
         call(mw, environ_for("/", f"session_id={cookie}"))
     errors = [r for r in caplog.records if r.name == LOGGER and r.levelno == logging.ERROR]
     assert [r.getMessage() for r in errors] == [
-        "wsgi_session: could not save the session after an app error"
+        "could not save the session after an app error"
     ]
     assert any("failed to save a session" in m for m in warnings_of(caplog))
 
@@ -136,7 +136,7 @@ def test_https_without_secure_is_warned_once(caplog: pytest.LogCaptureFixture) -
         call(mw, environ_for("/", **{"wsgi.url_scheme": "https"}))
         call(mw, environ_for("/", **{"wsgi.url_scheme": "https"}))
     assert [m for m in warnings_of(caplog) if "secure=False" in m] == [
-        "wsgi_session: this app is served over HTTPS but secure=False, so browsers also "
+        "this app is served over HTTPS but secure=False, so browsers also "
         "send the session cookie over plain HTTP. Set secure=True."
     ]
     with SessionMiddleware(counter, gc_interval=None, secure=True) as mw:
@@ -314,3 +314,26 @@ def test_every_logger_of_the_package_redacts() -> None:
     for name in names:
         logger = logging.getLogger(name)
         assert any(isinstance(f, RedactingFilter) for f in logger.filters), name
+
+
+def test_messages_read_well_under_a_name_prefixed_format(
+    make_app: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The logger's name is the prefix (``%(name)s: %(message)s``), so no
+    message repeats it ("wsgi_session: wsgi_session: ...")."""
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        get_session(environ)["n"] = 1
+        if environ["PATH_INFO"] == "/boom":
+            raise RuntimeError("app failure")
+        start_response("200 OK", [])
+        return [b""]
+
+    _, client = make_app(app=app)
+    with caplog.at_level(logging.DEBUG, logger="wsgi_session"):
+        client.get("/", extra_environ={"wsgi.url_scheme": "https", "wsgi.multiprocess": True})
+        with pytest.raises(RuntimeError):
+            client.get("/boom")
+    assert caplog.records, "the warnings above were logged"
+    for record in caplog.records:
+        assert not record.getMessage().lower().startswith("wsgi_session"), record.getMessage()

@@ -126,7 +126,7 @@ class SessionMiddleware:
             try:
                 response.finish()  # keep what the app wrote to a stored session
             except Exception:
-                log.exception("wsgi_session: could not save the session after an app error")
+                log.exception("could not save the session after an app error")
             raise
         return response.returned(result, environ)
 
@@ -140,14 +140,14 @@ class SessionMiddleware:
         self.manager.start_gc()
         if self.manager.provider.process_local and environ.get("wsgi.multiprocess"):
             log.warning(
-                "wsgi_session: the %s keeps sessions inside one process, but this "
+                "the %s keeps sessions inside one process, but this "
                 "server runs several; each worker has its own sessions. Use one "
                 "worker (with threads) or a shared provider such as 'redis'.",
                 type(self.manager.provider).__name__,
             )
         if not self._secure and environ.get("wsgi.url_scheme") == "https":
             log.warning(
-                "wsgi_session: this app is served over HTTPS but secure=False, so "
+                "this app is served over HTTPS but secure=False, so "
                 "browsers also send the session cookie over plain HTTP. Set secure=True."
             )
 

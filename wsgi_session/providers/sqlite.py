@@ -263,7 +263,7 @@ class SqliteProvider(Provider):
             # ("database is locked", "file is not a database") hold none.
             hint = _HINTS.get(getattr(exc, "sqlite_errorname", ""), "")
             log.error(
-                "wsgi_session: SQLite session store %s: %s failed: %s%s", self.path, what, exc, hint
+                "SQLite session store %s: %s failed: %s%s", self.path, what, exc, hint
             )
             raise ProviderError(
                 f"SQLite session store {self.path}: {what} failed: {exc}{hint}"
