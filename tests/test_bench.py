@@ -168,3 +168,15 @@ def test_the_memory_store_benchmark_runs() -> None:
     )
     assert done.returncode == 0, done.stdout + done.stderr  # 1: the sweep missed a session
     assert "lock held per batch" in done.stdout
+
+
+def test_accounts_bench_lists_every_store() -> None:
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "accounts.py"), "--quick"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr
+    for store in ("memory", "sqlite", "redis", "postgres"):
+        assert f"| {store} |" in done.stdout, done.stdout
