@@ -1,5 +1,6 @@
-"""The demo under a real ``gunicorn -w 3`` with the PostgreSQL provider: one
-client's counter and login go on, whichever worker process serves it."""
+"""The demo under a real ``gunicorn -w 3`` on each shared store: one client's
+counter and login go on, whichever worker process serves it (each worker
+exits after a few requests, so many processes serve one client)."""
 
 from __future__ import annotations
 
@@ -16,27 +17,44 @@ import urllib.request
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-import psycopg
 import pytest
 from conftest import require
 
-if TYPE_CHECKING:
-    from postgres_server import PostgresServer
-
-pytest_plugins = ["postgres_server"]
-pytestmark = [pytest.mark.postgres, pytest.mark.server]
+pytest_plugins = ["redis_server", "postgres_server"]
+pytestmark = pytest.mark.server
 
 ROOT = Path(__file__).resolve().parent.parent
-# Each worker exits after this many requests, so the run is served by
-# several processes, each with its own connections made after the fork.
+# Each worker exits after this many requests, so a run of N requests is
+# served by at least N / MAX_REQUESTS processes: with the memory provider
+# the counter would start over.
 MAX_REQUESTS = 8
 LISTENING = re.compile(r"Listening at: http://127\.0\.0\.1:(\d+)")
 
 
-@pytest.fixture
-def gunicorn(postgres_server: PostgresServer, tmp_path: Path) -> Iterator[tuple[str, Path]]:
+def _store_env(store: str, request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, str]:
+    if store == "redis":
+        return {"WSGI_SESSION_REDIS_URL": request.getfixturevalue("redis_url")}
+    if store == "postgres":
+        server = request.getfixturevalue("postgres_server")
+        request.addfinalizer(lambda: _drop_demo_table(server.dsn))
+        return {"WSGI_SESSION_POSTGRES_DSN": server.dsn}
+    return {"WSGI_SESSION_SQLITE_PATH": str(tmp_path / "sessions.db")}
+
+
+def _drop_demo_table(dsn: str) -> None:
+    import psycopg
+
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("DROP TABLE IF EXISTS wsgi_sessions")  # the demo's default table
+
+
+@pytest.fixture(
+    params=[("redis", False), ("postgres", True), ("sqlite", True)],
+    ids=["redis", "postgres-preload", "sqlite-preload"],
+)
+def gunicorn(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    store, preload = request.param
     require(
         "gunicorn",
         "WSGI_SESSION_REQUIRE_GUNICORN",
@@ -48,15 +66,15 @@ def gunicorn(postgres_server: PostgresServer, tmp_path: Path) -> Iterator[tuple[
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
-        "WSGI_SESSION_PROVIDER": "postgres",
-        "WSGI_SESSION_POSTGRES_DSN": postgres_server.dsn,
+        "WSGI_SESSION_PROVIDER": store,
+        **_store_env(store, request, tmp_path),
     }
     with output.open("wb") as out:
         proc = subprocess.Popen(
             [
                 sys.executable, "-m", "gunicorn",
                 "-w", "3",
-                "--preload",  # the app (and its provider) made before the fork
+                *(["--preload"] if preload else []),  # the provider made before the fork
                 "--max-requests", str(MAX_REQUESTS),
                 "--max-requests-jitter", "0",
                 "-b", "127.0.0.1:0",  # the port gunicorn picks is read from its log
@@ -83,8 +101,6 @@ def gunicorn(postgres_server: PostgresServer, tmp_path: Path) -> Iterator[tuple[
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-        with psycopg.connect(postgres_server.dsn, autocommit=True) as conn:
-            conn.execute("DROP TABLE IF EXISTS wsgi_sessions")  # the demo's default table
 
 
 def test_counter_and_login_hold_across_gunicorn_workers(gunicorn: tuple[str, Path]) -> None:
