@@ -7,15 +7,12 @@ process group, if need be) when the test ends.
 
 from __future__ import annotations
 
-import json
 import re
-import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 from examples_common import EXAMPLES, token, token_field
-from servers import TESTS, Server, get_with_cookie, gunicorn
+from servers import get_with_cookie, gunicorn
 
 pytestmark = pytest.mark.server
 
@@ -56,41 +53,6 @@ def test_demo_keeps_a_session_across_requests(preload: bool, tmp_path: Path) -> 
         assert "Not logged in" in page
         assert "Visits: 1" in page
         assert browser.cookie() not in (None, first, logged_in)
-
-
-def test_gc_thread_runs_in_the_forked_worker(tmp_path: Path) -> None:
-    """With --preload the app (and its GC thread) start in the master; the
-    worker must sweep expired sessions on its own, with no request to help."""
-    env = {"WSGI_SESSION_MAX_LIFETIME": "1", "WSGI_SESSION_GC_INTERVAL": "0.2"}
-    with gunicorn(
-        "--preload", "--pythonpath", str(TESTS), "gc_probe_app:app",
-        env=env, log=tmp_path / "gunicorn.log",
-    ) as server:  # fmt: skip
-        browsers = [server.client() for _ in range(3)]
-        for browser in browsers:
-            assert "Visits: 1" in browser.get("/")
-        stats = _stats(server)
-        assert stats["loaded_in"] == server.proc.pid  # the app was loaded in the master
-        assert stats["pid"] != server.proc.pid  # and serves from a forked worker
-        assert stats["gc_running"] is True
-        assert 1 <= stats["sessions"] <= 3  # the first may expire already on a slow machine
-
-        time.sleep(1.5)  # no requests: only the worker's GC thread can remove them
-        stats = _stats(server)
-        deadline = time.monotonic() + 10
-        while stats["sessions"] and time.monotonic() < deadline:  # /stats touches no session
-            time.sleep(0.2)
-            stats = _stats(server)
-        assert stats["sessions"] == 0
-        assert stats["gc_running"] is True
-
-        # The sessions are gone for their browsers too.
-        assert "Visits: 1" in browsers[0].get("/")
-
-
-def _stats(server: Server) -> dict[str, Any]:
-    result: dict[str, Any] = json.loads(server.client().get("/stats"))
-    return result
 
 
 # -- the examples ---------------------------------------------------------
