@@ -30,9 +30,14 @@ def _refill() -> None:
     _pool.extend([text[i : i + ID_LENGTH] for i in range(0, 44 * _BATCH, 44)])
 
 
-def new_id() -> str:
-    """A fresh, unguessable session id."""
-    pid = os.getpid()
+def new_id(pid: int | None = None) -> str:
+    """A fresh, unguessable session id.
+
+    ``pid`` is ``os.getpid()`` if the caller has just asked (the manager
+    does, for its own fork check: one system call per new session, not two).
+    """
+    if pid is None:
+        pid = os.getpid()
     if _pool_pid[0] != pid:
         _pool.clear()
         _pool_pid[0] = pid

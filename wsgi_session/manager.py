@@ -9,6 +9,7 @@ import threading
 import time
 import weakref
 from base64 import urlsafe_b64decode, urlsafe_b64encode
+from binascii import b2a_base64
 from collections.abc import Callable, Collection, Mapping
 from types import EllipsisType
 from typing import Any, NamedTuple
@@ -117,11 +118,13 @@ class Manager:
     # -- ids ---------------------------------------------------------------
 
     def key(self, sid: str) -> str:
-        """The provider's key for the session id ``sid``."""
+        """The provider's key for the session id ``sid``: with ``hash_ids``,
+        the SHA-256 of the id in unpadded URL-safe base64."""
         if not self.hash_ids:
             return sid
-        digest = hashlib.sha256(sid.encode("ascii")).digest()
-        return urlsafe_b64encode(digest)[:43].decode("ascii")
+        # urlsafe_b64encode() without its two Python-level calls.
+        digest = _sha256(sid.encode("ascii")).digest()
+        return b2a_base64(digest, newline=False)[:43].translate(_URLSAFE).decode("ascii")
 
     def handle(self, sid: str, user: str | None) -> str:
         """The revocation handle of the session ``sid`` held by ``user``."""
@@ -129,12 +132,16 @@ class Manager:
 
     # -- sessions ----------------------------------------------------------
 
-    def load(self, sid: str) -> Record | None:
-        """The live session (its data a copy), as an access; None if not live."""
+    def load(self, sid: str, *, key: str | None = None) -> Record | None:
+        """The live session (its data a copy), as an access; None if not live.
+
+        ``key`` is ``self.key(sid)`` if the caller has it already (a session
+        hashes its id once per request, not for every load and save).
+        """
         if self._pid != os.getpid():
             self._new_process()
         try:
-            record = self.provider.load(self.key(sid), self.clock())
+            record = self.provider.load(self.key(sid) if key is None else key, self.clock())
         except Exception as exc:
             self._failed("load", exc)
             raise
@@ -150,9 +157,10 @@ class Manager:
         user: str | None = None,
     ) -> str:
         """Store a new session holding ``data``; return its fresh id."""
-        if self._pid != os.getpid():
+        pid = os.getpid()  # one system call for the fork check and the id pool
+        if self._pid != pid:
             self._new_process()
-        sid = ids.new_id()
+        sid = ids.new_id(pid)
         now = self.clock()
         absolute = self.absolute_lifetime
         try:
@@ -179,15 +187,18 @@ class Manager:
         *,
         lifetime: tuple[float, bool] | None = None,
         user: str | None | EllipsisType = UNCHANGED,
+        key: str | None = None,
     ) -> bool:
         """Write changed keys and delete removed ones; False if the session is gone.
 
         ``changed`` and its values go to the provider as they are: pass copies
-        nobody will mutate.
+        nobody will mutate. ``key`` is as for :meth:`load`.
         """
+        if key is None:
+            key = self.key(sid)
         try:
             saved = self.provider.save(
-                self.key(sid), changed, removed, self.clock(), lifetime=lifetime, user=user
+                key, changed, removed, self.clock(), lifetime=lifetime, user=user
             )
         except Exception as exc:
             self._failed("save", exc)
@@ -385,6 +396,9 @@ class Manager:
 
 #: How often revoke_user lists a user's sessions again (see there).
 _REVOKE_PASSES = 5
+
+_sha256 = hashlib.sha256
+_URLSAFE = bytes.maketrans(b"+/", b"-_")
 
 _COUNTERS = ("created", "loaded", "missed", "lost", "revoked", "refused", "store_errors")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+from math import isfinite
 import secrets
 from collections.abc import Iterator, Mapping, MutableMapping
 from types import EllipsisType
@@ -12,7 +13,7 @@ from . import options
 from .errors import SessionError
 from .manager import user_of
 from .provider import UNCHANGED, Record, expires
-from .values import check_key, checked_copy, encode, encoded_size
+from .values import MAX_INT_BITS, check_key, checked_copy, encode, encoded_size
 
 if TYPE_CHECKING:
     from .cookies import SessionCookie
@@ -50,6 +51,7 @@ class Session(MutableMapping[str, Any]):
         "_header",
         "_data",
         "_sid",
+        "_key",
         "_record",
         "_changed",
         "_removed",
@@ -57,56 +59,60 @@ class Session(MutableMapping[str, Any]):
         "_lifetime",
         "cookie_action",
         "headers_sent",
+        "loaded",
     )
 
-    # Made by the first use (_load): a request that never touches its
-    # session allocates nothing more than this object.
+    # Set by the first use (_load): a request that never touches its
+    # session pays for nothing more than this object with five attributes.
+    _sid: str | None
+    _key: str | None  # the provider's key for _sid, hashed once per request
+    _record: Record | None
+    # A lifetime set by set_lifetime() and not yet stored: (idle, persistent).
+    _lifetime: tuple[float, bool] | None
     _changed: set[str]
     _removed: set[str]
     # Lists and dicts handed out, with their text when handed out, so a
     # change made in place is noticed at save.
     _seen: dict[str, str] | None
+    #: KEEP, SEND or DELETE: what the response does with the cookie.
+    cookie_action: int
 
     def __init__(self, manager: Manager, cookie: SessionCookie, header: str | None) -> None:
         self._manager = manager
         self._cookie = cookie
         self._header = header
         self._data: dict[str, Any] | None = None
-        self._sid: str | None = None
-        self._record: Record | None = None
-        # A lifetime set by set_lifetime() and not yet stored: (idle, persistent).
-        self._lifetime: tuple[float, bool] | None = None
-        #: KEEP, SEND or DELETE: what the response does with the cookie.
-        self.cookie_action = KEEP
         #: Set by the middleware once the response headers are out: a new
         #: id can no longer reach the client.
         self.headers_sent = False
+        #: Whether this request has used its session (read the cookie). An
+        #: attribute, not a property: the response reads it on every request.
+        self.loaded = False
 
     # -- loading -----------------------------------------------------------
-
-    @property
-    def loaded(self) -> bool:
-        """Whether this request has used its session (read the cookie)."""
-        return self._data is not None
 
     def _load(self) -> dict[str, Any]:
         data = self._data
         if data is not None:
             return data
+        self.loaded = True
+        self._sid = self._key = self._record = self._lifetime = self._seen = None
+        self.cookie_action = KEEP
         self._changed = set()
         self._removed = set()
-        self._seen = None
         header = self._header
         if header:
             cookie = self._cookie
             candidates = cookie.ids(header)
             if len(candidates) == 1:  # the usual case
                 sid = candidates[0]
-                record = self._manager.load(sid)
+                key = self._manager.key(sid)
+                record = self._manager.load(sid, key=key)
             else:
-                sid, record = self._pick(candidates)
+                sid, key, record = self._pick(candidates)
             if record is not None:
                 self._sid = sid
+                self._key = key
                 self._record = record
                 data = record.data
                 if cookie.needs_resigning(header, sid):
@@ -118,20 +124,22 @@ class Session(MutableMapping[str, Any]):
         self._data = data
         return data
 
-    def _pick(self, candidates: list[str]) -> tuple[str, Record | None]:
-        """The one live session among several ids, or none if several are live."""
+    def _pick(self, candidates: list[str]) -> tuple[str, str, Record | None]:
+        """The one live session among several ids (with its key), or none if
+        several are live."""
         live = []
         for sid in candidates:
-            record = self._manager.load(sid)
+            key = self._manager.key(sid)
+            record = self._manager.load(sid, key=key)
             if record is not None:
-                live.append((sid, record))
+                live.append((sid, key, record))
         if len(live) == 1:
             return live[0]
         if live:
             # Fail closed: which one the user meant cannot be told, and
             # picking one lets a tossed cookie choose the account.
             self._manager.count("refused")
-        return "", None
+        return "", "", None
 
     # -- the mapping -------------------------------------------------------
 
@@ -158,7 +166,15 @@ class Session(MutableMapping[str, Any]):
                 "a new session was written after the response headers were sent: its "
                 "cookie cannot reach the client. Write the session before the body starts."
             )
-        value = value if value.__class__ in _IMMUTABLE else checked_copy(key, value)
+        cls = value.__class__
+        # Small ints and finite floats, checked here rather than in
+        # checked_copy(): two calls less on the commonest write.
+        if not (
+            cls in _IMMUTABLE
+            or (cls is int and value.bit_length() <= MAX_INT_BITS)
+            or (cls is float and isfinite(value))
+        ):
+            value = checked_copy(key, value)
         limit = self._manager.max_session_bytes
         if limit is not None:
             size = encoded_size({**data, key: value})
@@ -232,7 +248,8 @@ class Session(MutableMapping[str, Any]):
     @property
     def sid(self) -> str | None:
         """The session id, or None while the session is new and unwritten."""
-        self._load()
+        if self._data is None:
+            self._load()
         return self._sid
 
     @property
@@ -271,7 +288,8 @@ class Session(MutableMapping[str, Any]):
     @property
     def persistent(self) -> bool:
         """Whether the cookie outlives the browser (a "remember me" session)."""
-        self._load()
+        if self._data is None:
+            self._load()
         if self._lifetime is not None:
             return self._lifetime[1]
         return self._record is not None and self._record.persistent
@@ -390,6 +408,7 @@ class Session(MutableMapping[str, Any]):
             self.cookie_action = KEEP
         else:
             self._sid = new
+            self._key = None
             self.cookie_action = SEND
 
     def destroy(self) -> None:
@@ -406,8 +425,7 @@ class Session(MutableMapping[str, Any]):
     def _start_over(self) -> None:
         data = self._data
         assert data is not None
-        self._sid = None
-        self._record = None
+        self._sid = self._key = self._record = None
         self._removed.clear()
         self._changed.clear()
         self._seen = None
@@ -451,9 +469,8 @@ class Session(MutableMapping[str, Any]):
         data = self._data
         if data is None:
             return
-        in_place = self._changed_in_place()
-        if in_place:
-            self._changed.update(in_place)
+        if self._seen:
+            self._changed.update(self._changed_in_place())
         lifetime = self._lifetime
         if not (self._changed or self._removed or lifetime):
             return
@@ -484,7 +501,12 @@ class Session(MutableMapping[str, Any]):
             user: str | None | EllipsisType = UNCHANGED
             if user_key is not None and (user_key in self._changed or user_key in self._removed):
                 user = self._user()
-            if not manager.save(sid, changed, self._removed, lifetime=lifetime, user=user):
+            key = self._key
+            if key is None:
+                key = self._key = manager.key(sid)
+            if not manager.save(
+                sid, changed, self._removed, lifetime=lifetime, user=user, key=key
+            ):
                 # Destroyed, revoked, expired or regenerated meanwhile: never
                 # bring it back; the writes go with it. The cookie is left
                 # alone: after a regenerate elsewhere it may already hold the
