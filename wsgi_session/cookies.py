@@ -66,6 +66,7 @@ class SessionCookie:
         "_secrets",
         "max_age",
         "_attrs",
+        "rotating",
     )
 
     def __init__(
@@ -121,6 +122,9 @@ class SessionCookie:
             if max_age <= 0:
                 raise ValueError(f"cookie_max_age must be positive, not {max_age}")
         self._secrets = _check_secrets(secret)
+        #: Whether several secrets are given: then a cookie signed with an
+        #: older one is re-signed (see needs_resigning).
+        self.rotating = self._secrets is not None and len(self._secrets) > 1
         name = _prefixed_name(name, secure=secure, domain=domain, path=path)
 
         attrs = f"; Path={path}"

@@ -35,9 +35,8 @@ def session_headers(session: Session, cookie: SessionCookie, headers: Headers) -
     """
     action = session.cookie_action
     sid = session.sid
-    max_age = session.cookie_max_age
-    if sid is not None and (action == SEND or max_age is not None):
-        set_cookie: tuple[str, str] | None = cookie.set_header(sid, max_age)
+    if sid is not None and (action == SEND or cookie.max_age is not None or session.persistent):
+        set_cookie: tuple[str, str] | None = cookie.set_header(sid, session.cookie_max_age)
     elif action == DELETE:
         set_cookie = cookie.delete_header
     else:

@@ -115,7 +115,7 @@ class Session(MutableMapping[str, Any]):
                 self._key = key
                 self._record = record
                 data = record.data
-                if cookie.needs_resigning(header, sid):
+                if cookie.rotating and cookie.needs_resigning(header, sid):
                     self.cookie_action = SEND
             elif not candidates and cookie.name + "=" in header:
                 self._manager.count("refused")  # malformed or badly signed
