@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import hmac
-from math import isfinite
 import secrets
 from collections.abc import Iterator, Mapping, MutableMapping
+from math import isfinite
 from types import EllipsisType
 from typing import TYPE_CHECKING, Any
 
@@ -501,11 +501,11 @@ class Session(MutableMapping[str, Any]):
             user: str | None | EllipsisType = UNCHANGED
             if user_key is not None and (user_key in self._changed or user_key in self._removed):
                 user = self._user()
-            key = self._key
-            if key is None:
-                key = self._key = manager.key(sid)
+            stored = self._key
+            if stored is None:
+                stored = self._key = manager.key(sid)
             if not manager.save(
-                sid, changed, self._removed, lifetime=lifetime, user=user, key=key
+                sid, changed, self._removed, lifetime=lifetime, user=user, key=stored
             ):
                 # Destroyed, revoked, expired or regenerated meanwhile: never
                 # bring it back; the writes go with it. The cookie is left
