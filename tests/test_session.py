@@ -173,6 +173,24 @@ def test_save_never_resurrects_a_destroyed_session(manager: Manager) -> None:
     assert manager.provider.count() == 0
 
 
+def test_writes_after_destroy_go_to_the_new_session_on_every_save(manager: Manager) -> None:
+    # The session hashes its id once per request: a destroy (or a save that
+    # found the session gone) must forget that storage key too.
+    s = session_for(manager)
+    s["a"] = 1
+    s.save()
+    loaded = session_for(manager, s.sid)
+    loaded["a"] = 2
+    loaded.save()  # the storage key of the old id is in use
+    loaded.destroy()
+    loaded["b"] = 1
+    loaded.save()  # a new session, with a new id
+    loaded["c"] = 2
+    loaded.save()  # e.g. a write while the body streams
+    assert loaded.sid is not None and loaded.cookie_action != DELETE
+    assert data_of(manager, loaded.sid) == {"b": 1, "c": 2}
+
+
 def test_repr_shows_neither_id_nor_values(manager: Manager) -> None:
     s = session_for(manager)
     assert repr(s) == "<Session (not loaded)>"
