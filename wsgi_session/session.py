@@ -517,7 +517,9 @@ class Session(MutableMapping[str, Any]):
                 self.cookie_action = KEEP
             elif lifetime is not None and self._record is not None:
                 self._record = self._record._replace(idle=lifetime[0], persistent=lifetime[1])
-        self._seen = self._still_watched(checked) if self._sid is not None else None
+        # (Nothing read or stored that could change in place: no call.)
+        watch = self._sid is not None and (checked or self._seen)
+        self._seen = self._still_watched(checked) if watch else None
         self._changed.clear()
         self._removed.clear()
         self._lifetime = None
