@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from conftest import require
-from test_gunicorn import TESTS, Server, gunicorn
+from servers import TESTS, Server, gunicorn
 
 pytestmark = pytest.mark.server
 
