@@ -181,6 +181,19 @@ def test_chromium_through_visit_login_revoke_logout(browser: Any, demo_url: str)
     WebDriverWait(browser, WAIT).until(lambda d: "is logged out" in text("flash"))
     assert phone.who() == "Not logged in"
 
+    # Two more devices; "log out everywhere else" ends both, not this one.
+    tablet, laptop = _Device(demo_url), _Device(demo_url)
+    tablet.login("demo")
+    laptop.login("demo")
+    browser.get(demo_url + "/")
+    WebDriverWait(browser, WAIT).until(
+        lambda d: len(d.find_elements(By.CSS_SELECTOR, "button.revoke")) == 2
+    )
+    browser.find_element(By.ID, "logout-others").click()
+    WebDriverWait(browser, WAIT).until(lambda d: "Logged out 2 other sessions" in text("flash"))
+    assert tablet.who() == laptop.who() == "Not logged in"
+    assert text("user") == "Logged in as demo"
+
     browser.find_element(By.ID, "logout").click()  # destroy, 303 to / (a new session)
     shows(1, "Not logged in")
     assert "Logged out" in text("flash")
