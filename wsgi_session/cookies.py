@@ -14,6 +14,7 @@ from base64 import urlsafe_b64encode
 from collections.abc import Sequence
 from typing import Any
 
+from . import options
 from .ids import is_valid_id
 
 # RFC 6265 cookie-name is an RFC 2616 token.
@@ -28,12 +29,6 @@ _EPOCH = "Thu, 01 Jan 1970 00:00:00 GMT"
 _POSSESSIVE_WS = r"\s*+" if sys.version_info >= (3, 11) else r"\s*"
 # How many cookies of our name (duplicates from other paths or domains) we try.
 MAX_CANDIDATES = 4
-
-
-def _check_bool(option: str, value: object) -> bool:
-    if type(value) is not bool:
-        raise TypeError(f"{option} must be True or False, not {value!r}")
-    return value
 
 
 class SessionCookie:
@@ -65,7 +60,6 @@ class SessionCookie:
         "delete_header",
         "_secrets",
         "max_age",
-        "_attrs",
         "rotating",
     )
 
@@ -98,9 +92,9 @@ class SessionCookie:
                 raise TypeError(f"cookie_domain must be a str or None, not {domain!r}")
             if not _DOMAIN.fullmatch(domain):
                 raise ValueError(f"cookie_domain {domain!r} is not a valid host name")
-        secure = _check_bool("secure", secure)
-        httponly = _check_bool("httponly", httponly)
-        partitioned = _check_bool("partitioned", partitioned)
+        secure = options.boolean("secure", secure)
+        httponly = options.boolean("httponly", httponly)
+        partitioned = options.boolean("partitioned", partitioned)
         if samesite is not None:
             if type(samesite) is not str:
                 raise TypeError(
@@ -156,7 +150,6 @@ class SessionCookie:
         self._find_values = re.compile(part + "([^;]*)").findall
         self._set_prefix = name + "="
         self._set_suffix = attrs
-        self._attrs = attrs
         #: The default Max-Age (None: a browser-session cookie).
         self.max_age = max_age
         self.delete_header = ("Set-Cookie", f"{name}=; Max-Age=0; Expires={_EPOCH}{attrs}")
