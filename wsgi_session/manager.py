@@ -381,6 +381,7 @@ class Manager:
 
     @property
     def gc_running(self) -> bool:
+        """Whether the GC thread runs in this process."""
         return self._sweeper is not None and self._sweeper.running
 
     def close(self) -> None:

@@ -43,12 +43,14 @@ def optional_seconds(option: str, value: object) -> float | None:
 
 
 def boolean(option: str, value: object) -> bool:
+    """``value`` if it is True or False (not merely truthy)."""
     if type(value) is not bool:
         raise TypeError(f"{option} must be True or False, not {value!r:.60}")
     return value
 
 
 def positive_int(option: str, value: object) -> int:
+    """``value`` if it is an int (not bool) of at least 1."""
     if type(value) is not int:
         raise TypeError(f"{option} must be an int, not {value!r:.60}")
     if value < 1:
@@ -57,6 +59,7 @@ def positive_int(option: str, value: object) -> int:
 
 
 def optional_positive_int(option: str, value: object) -> int | None:
+    """:func:`positive_int`, or None for None."""
     return None if value is None else positive_int(option, value)
 
 
@@ -70,6 +73,7 @@ def text(option: str, value: object, *, empty: bool = False) -> str:
 
 
 def one_of(option: str, value: Any, allowed: tuple[T, ...]) -> T:
+    """``value`` if it is one of ``allowed``."""
     if value not in allowed:
         choices = ", ".join(map(repr, allowed))
         raise ValueError(f"{option} must be one of {choices}, not {value!r:.60}")
@@ -77,6 +81,7 @@ def one_of(option: str, value: Any, allowed: tuple[T, ...]) -> T:
 
 
 def instance(option: str, value: object, cls: type[T]) -> T:
+    """``value`` if it is an instance of ``cls``."""
     if not isinstance(value, cls):
         raise TypeError(f"{option} must be a {cls.__name__}, not {type(value).__name__}")
     return value
