@@ -107,8 +107,8 @@ class Provider(ABC):
 
     Times are seconds from the manager's clock (``time.time`` unless a test
     injects another). A new provider subclasses this class, implements the
-    abstract methods, runs :func:`wsgi_session.testing` 's kit from its test
-    suite, and is made available with :func:`wsgi_session.register`.
+    abstract methods, runs the kit :class:`wsgi_session.testing.ProviderTests`
+    from its test suite, and is made available with :func:`wsgi_session.register`.
     """
 
     #: True for a store inside one process (not shared by the workers of a
