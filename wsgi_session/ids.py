@@ -7,7 +7,6 @@ import re
 from base64 import urlsafe_b64encode
 from secrets import token_bytes
 
-ID_BYTES = 32  # at least this much randomness per id (258 bits in fact)
 ID_LENGTH = 43
 
 _ID = re.compile(r"[A-Za-z0-9_-]{43}")

@@ -17,8 +17,6 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-#: The immutable JSON types: stored as they are, never copied.
-SCALAR_TYPES = (str, int, float, bool, type(None))
 #: Ints beyond this many bits are refused (CPython will not turn an int of
 #: more than 4,300 digits into text, so no text store could hold it).
 MAX_INT_BITS = 14_000
