@@ -63,7 +63,8 @@ class Session(MutableMapping[str, Any]):
     )
 
     # Set by the first use (_load): a request that never touches its
-    # session pays for nothing more than this object with five attributes.
+    # session pays for nothing more than this object with the six attributes
+    # __init__ sets.
     _sid: str | None
     _key: str | None  # the provider's key for _sid, hashed once per request
     _record: Record | None
@@ -235,6 +236,7 @@ class Session(MutableMapping[str, Any]):
     # -- the Go design's names ----------------------------------------------
 
     def set(self, key: str, value: Any) -> None:
+        """``self[key] = value``."""
         self[key] = value
 
     def delete(self, key: str) -> None:
@@ -243,6 +245,7 @@ class Session(MutableMapping[str, Any]):
             del self[key]
 
     def session_id(self) -> str | None:
+        """:attr:`sid`."""
         return self.sid
 
     # -- identity and lifetime -------------------------------------------------
