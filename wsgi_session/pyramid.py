@@ -151,31 +151,27 @@ def session_factory(
 
 
 _PREFIX = "wsgi_session."
-_OPTIONAL_STR = paste.CONVERTERS["cookie_domain"]
-_BOOL = paste.CONVERTERS["secure"]
 # How each .ini setting is read (session_factory's keywords, not ``clock``).
 CONVERTERS: dict[str, Callable[[str, str], Any]] = {
-    **{
-        name: paste.CONVERTERS[name]
-        for name in (
-            "provider",
-            "provider_options",
-            "max_lifetime",
-            "absolute_lifetime",
-            "gc_interval",
-            "cookie_name",
-            "cookie_path",
-            "cookie_domain",
-            "secure",
-            "httponly",
-            "samesite",
-            "partitioned",
-            "secret",
-        )
-    },
-    "hash_ids": _BOOL,
-    "user_key": _OPTIONAL_STR,
-    "max_session_bytes": paste.CONVERTERS["cookie_max_age"],  # an optional int
+    name: paste.CONVERTERS[name]
+    for name in (
+        "provider",
+        "provider_options",
+        "max_lifetime",
+        "absolute_lifetime",
+        "gc_interval",
+        "cookie_name",
+        "cookie_path",
+        "cookie_domain",
+        "secure",
+        "httponly",
+        "samesite",
+        "partitioned",
+        "secret",
+        "hash_ids",
+        "user_key",
+        "max_session_bytes",
+    )
 }
 
 
