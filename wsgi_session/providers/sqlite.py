@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 from .. import options, values
 from ..errors import ProviderError
 from ..logs import log
-from ..provider import UNCHANGED, Provider, Record
+from ..provider import UNCHANGED, Provider, Record, expires
 
 T = TypeVar("T")
 
@@ -290,7 +290,7 @@ class SqliteProvider(Provider):
             "deadline": deadline,
             "persistent": int(persistent),
             "user": _user(user),
-            "expires": now + idle if deadline is None or now + idle < deadline else deadline,
+            "expires": expires(now, idle, deadline),
         }
         self._run("create", lambda db: db.execute(_CREATE, params))
 
@@ -368,9 +368,9 @@ class SqliteProvider(Provider):
         db.execute("BEGIN IMMEDIATE")
         try:
             rows = db.execute(_GC_FIND, (now, self.gc_batch)).fetchall()
-            dead = [(sid, now) for sid, expires in rows if expires <= now]
+            dead = [(sid, now) for sid, expiry in rows if expiry <= now]
             db.executemany(_GC_DELETE, dead)
-            db.executemany(_GC_BUMP, [(sid,) for sid, expires in rows if expires > now])
+            db.executemany(_GC_BUMP, [(sid,) for sid, expiry in rows if expiry > now])
             db.execute("COMMIT")
         except BaseException:
             if db.in_transaction:  # not if BEGIN itself failed
