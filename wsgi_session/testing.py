@@ -14,8 +14,11 @@ More hooks, all optional: :meth:`~ProviderTests.break_store` (make the
 store fail, to check that failures are ProviderError) and
 :meth:`~ProviderTests.cross_process` (open the same store again, for the
 checks with several processes). Class attributes tune the effort
-(``concurrency``, ``race_rounds``, ``model_examples``) and say whether the
-store also expires sessions by itself (``expires_by_itself``).
+(``concurrency``, ``race_rounds``, ``model_examples``, ``model_steps``) and
+describe the store: whether it also expires sessions by itself
+(``expires_by_itself``), how late its gc() may find a dead session
+(``gc_lag``), and whether it lives in one process, so that the kit may
+fork while a thread is inside it (``fork_while_busy``).
 
 Every check goes through the contract's methods with explicit times (no
 clock, no sleeping); a failure names the rule of the contract it broke.
