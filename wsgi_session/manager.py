@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import logging
 import os
 import threading
 import time
@@ -15,13 +14,12 @@ from types import EllipsisType
 from typing import Any, NamedTuple
 
 from . import ids, options, registry
+from .logs import log
 from .provider import UNCHANGED, Provider, Record, expires
 from .sweeper import Sweeper
 from .values import copy_values
 
 Clock = Callable[[], float]
-
-log = logging.getLogger("wsgi_session")
 
 
 class SessionInfo(NamedTuple):

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import threading
 import time
 import weakref
 from typing import Protocol
 
-log = logging.getLogger("wsgi_session")
+from .logs import log
 
 
 class _Sweepable(Protocol):
