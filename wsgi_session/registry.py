@@ -21,9 +21,10 @@ _lock = threading.Lock()
 def register(name: str, factory: ProviderFactory) -> None:
     """Make ``factory`` available as ``provider=name``.
 
-    ``factory`` is a Provider subclass or any callable that takes the
-    middleware's ``provider_options`` as keyword arguments and returns a
-    :class:`~wsgi_session.Provider`. Each middleware calls it once.
+    ``factory`` is a Provider subclass or any callable that takes
+    ``provider_options`` as keyword arguments and returns a
+    :class:`~wsgi_session.Provider`. Each :class:`~wsgi_session.Manager`
+    (so each middleware or framework adapter) calls it once.
     """
     if type(name) is not str or not name:
         raise TypeError(f"provider name must be a non-empty str, not {name!r}")
