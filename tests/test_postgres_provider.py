@@ -86,23 +86,31 @@ def new(
     store.create(sid, data or {}, T0, **kw)
 
 
-def backends(admin: psycopg.Connection[Any]) -> int:
-    """Client connections to the server, this one excluded."""
+def backends(admin: psycopg.Connection[Any], tag: str) -> int:
+    """Client connections to the server named ``tag`` (their application_name:
+    a count of all would see backends of earlier tests still leaving)."""
+    admin.execute("SELECT pg_stat_clear_snapshot()")
     row = admin.execute(
         "SELECT count(*) FROM pg_stat_activity"
-        " WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()"
+        " WHERE backend_type = 'client backend' AND application_name = %s",
+        (tag,),
     ).fetchone()
     assert row is not None
     return int(row[0])
 
 
-def wait_for_backends(admin: psycopg.Connection[Any], n: int) -> None:
-    """Until ``n`` clients are connected: a backend leaves a moment after its
-    client says goodbye."""
+def tagged(dsn: str, tag: str) -> str:
+    """``dsn`` whose connections carry ``tag`` as their application_name."""
+    return f"{dsn} application_name={tag}"
+
+
+def wait_for_backends(admin: psycopg.Connection[Any], n: int, tag: str) -> None:
+    """Until ``n`` clients named ``tag`` are connected: a backend leaves a
+    moment after its client says goodbye."""
     end = time.monotonic() + 5
-    while backends(admin) != n and time.monotonic() < end:
+    while backends(admin, tag) != n and time.monotonic() < end:
         time.sleep(0.01)
-    assert backends(admin) == n
+    assert backends(admin, tag) == n
 
 
 def wait_for_lock_waiters(admin: psycopg.Connection[Any], n: int) -> None:
@@ -200,22 +208,20 @@ def test_bad_options_fail_at_construction_naming_the_option(
 def test_registered_as_postgres_and_connects_on_first_use(
     postgres_server: PostgresServer, admin: psycopg.Connection[Any], table: str
 ) -> None:
-    before = backends(admin)
-    provider = registry.create(
-        "postgres", {"dsn": postgres_server.dsn, "table": f"public.{table}", "gc_batch": 5}
-    )
+    dsn = tagged(postgres_server.dsn, table)
+    provider = registry.create("postgres", {"dsn": dsn, "table": f"public.{table}", "gc_batch": 5})
     assert isinstance(provider, PostgresProvider)
-    assert backends(admin) == before
+    assert backends(admin, table) == 0
     assert admin.execute("SELECT to_regclass(%s)", (table,)).fetchone() == (None,)
     assert provider.load(SID, T0) is None
-    assert backends(admin) == before + 1
+    assert backends(admin, table) == 1
     indexes = {
         row[0]
         for row in admin.execute("SELECT indexdef FROM pg_indexes WHERE tablename = %s", (table,))
     }
     assert any("(expires)" in i for i in indexes) and any("(username)" in i for i in indexes)
     provider.close()
-    wait_for_backends(admin, before)
+    wait_for_backends(admin, 0, table)
 
 
 def test_an_unreachable_server_is_a_provider_error_at_first_use(unused_port: int) -> None:
@@ -760,27 +766,26 @@ def test_a_corrupt_stored_value_is_a_provider_error(
 
 
 def test_close_closes_the_connections_and_the_next_call_reconnects(
-    store: PostgresProvider, admin: psycopg.Connection[Any]
+    make: Factory, postgres_server: PostgresServer, admin: psycopg.Connection[Any], table: str
 ) -> None:
-    before = backends(admin)
+    store = make(dsn=tagged(postgres_server.dsn, table))
     new(store)
-    assert backends(admin) == before + 1
+    assert backends(admin, table) == 1
     store.close()
-    wait_for_backends(admin, before)
+    wait_for_backends(admin, 0, table)
     assert store.load(SID, T0) is not None
-    assert backends(admin) == before + 1
+    assert backends(admin, table) == 1
 
 
 def test_a_dropped_provider_closes_its_connections(
     postgres_server: PostgresServer, admin: psycopg.Connection[Any], table: str
 ) -> None:
-    before = backends(admin)
-    store = PostgresProvider(postgres_server.dsn, table=table)
+    store = PostgresProvider(tagged(postgres_server.dsn, table), table=table)
     new(store)
-    assert backends(admin) == before + 1
+    assert backends(admin, table) == 1
     del store
     gc.collect()
-    wait_for_backends(admin, before)
+    wait_for_backends(admin, 0, table)
 
 
 # -- through the middleware ---------------------------------------------------------
