@@ -213,8 +213,11 @@ def test_a_forked_child_without_hooks_gets_its_own_ids_and_gc_thread(clock) -> N
     if pid == 0:
         try:
             child = [ids.new_id() for _ in range(3)]
-            m.load("A" * 43)  # the first use in this process
-            os.write(write, (",".join(child) + ("|gc" if m.gc_running else "|nogc")).encode())
+            m.load("A" * 43)  # a load does not check the process (no system call)
+            before = m.gc_running
+            m.create({"first": "session"})  # the first new session here does
+            state = f"{before}-{m.gc_running}"
+            os.write(write, (",".join(child) + "|" + state).encode())
         finally:
             os._exit(0)
     os.close(write)
@@ -225,7 +228,7 @@ def test_a_forked_child_without_hooks_gets_its_own_ids_and_gc_thread(clock) -> N
     child_ids, gc_state = reply.decode().split("|")
     parent = {ids.new_id() for _ in range(3)}
     assert not parent & set(child_ids.split(","))
-    assert gc_state == "gc"
+    assert gc_state == "False-True"
     m.close()
 
 

@@ -538,7 +538,8 @@ def test_store_failure_reaches_the_app_never_an_empty_session(clock: FakeClock) 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
 def test_a_worker_forked_without_at_fork_hooks_runs_its_own_gc_thread(clock: FakeClock) -> None:
     """uWSGI forks its workers with fork(2) itself, without Python's at-fork
-    hooks, from a master that may have served a request (warm-up)."""
+    hooks, from a master that may have served a request (warm-up). The
+    worker starts its own GC thread with the first session it creates."""
     libc = ctypes.CDLL(None, use_errno=True)
     with SessionMiddleware(counter_app, gc_interval=30, clock=clock) as mw:
         client = webtest.TestApp(mw)
@@ -550,7 +551,10 @@ def test_a_worker_forked_without_at_fork_hooks_runs_its_own_gc_thread(clock: Fak
             try:
                 alone = not mw.manager.gc_running  # the master's thread is not here
                 served = client.get("/").text == "n=2 user=None"
-                code = 0 if alone and served and mw.manager.gc_running else 1
+                # Loads pay no system call: the first new session checks.
+                waits = not mw.manager.gc_running
+                fresh = webtest.TestApp(mw).get("/").text == "n=1 user=None"
+                code = 0 if alone and served and waits and fresh and mw.manager.gc_running else 1
             finally:
                 os._exit(code)
         assert pid > 0, ctypes.get_errno()

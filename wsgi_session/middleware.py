@@ -133,9 +133,9 @@ class SessionMiddleware:
     def _first_request(self, environ: WSGIEnvironment) -> None:
         # The GC thread starts now, not only with the first session used. A
         # worker forked after this (a warmed-up uWSGI master, gunicorn
-        # --preload) gets its own at its first session: the manager notices
-        # the new pid itself (not an at-fork hook, which uWSGI may skip), so
-        # requests here pay no getpid() (about 0.5 us on a busy VM).
+        # --preload) starts its own with the first session it creates: the
+        # manager notices the new pid itself (not an at-fork hook, which uWSGI
+        # may skip), and only there, so loads pay no getpid() (about 0.2 us).
         self._started = True
         self.manager.start_gc()
         if self.manager.provider.process_local and environ.get("wsgi.multiprocess"):

@@ -42,7 +42,8 @@ class Provider(ABC):
     the time in. A provider keeps data and enforces expiry. This docstring is
     the whole contract; :mod:`wsgi_session.testing` checks it.
 
-    **What a session is.** A ``sid`` (a str of 43 URL-safe characters) maps
+    **What a session is.** A ``sid`` (43 URL-safe characters, or with
+    ``hash_ids`` 64 lowercase hex digits: always ASCII, at most 64) maps
     to: the data (a dict of str keys to JSON-compatible values), ``created``,
     ``accessed`` (the last access), ``idle`` (this session's sliding timeout
     in seconds; sessions differ, "remember me" makes it longer),

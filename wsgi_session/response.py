@@ -28,19 +28,19 @@ def session_headers(session: Session, cookie: SessionCookie, headers: Headers) -
 
     ``Vary: Cookie``, since the response depended on the cookie, unless a
     Vary header of the app already has the token ``Cookie`` or ``*``.
-    ``Set-Cookie`` with the id when it is new, changed or re-signed
-    (``SEND``), and on every use of a persistent cookie (its Max-Age slides
-    with the idle timeout); the cookie's deletion after :meth:`Session.destroy`
-    (``DELETE``). The app's list is left as it was.
+    ``Set-Cookie`` with the id when the session asks for it (``SEND``: the
+    id is new, changed or re-signed, or the cookie has a Max-Age, which
+    slides with each use); the cookie's deletion after
+    :meth:`Session.destroy` (``DELETE``). The app's list is left as it was.
     """
     action = session.cookie_action
-    sid = session.sid
-    if sid is not None and (action == SEND or cookie.max_age is not None or session.persistent):
-        set_cookie: tuple[str, str] | None = cookie.set_header(sid, session.cookie_max_age)
+    set_cookie: tuple[str, str] | None = None
+    if action == SEND:
+        sid = session.sid
+        if sid is not None:
+            set_cookie = cookie.set_header(sid, session.cookie_max_age)
     elif action == DELETE:
         set_cookie = cookie.delete_header
-    else:
-        set_cookie = None
     for name, value in headers:
         if len(name) == 4 and name.lower() == "vary":
             for token in value.split(","):

@@ -56,6 +56,7 @@ class Session(MutableMapping[str, Any]):
         "_changed",
         "_removed",
         "_seen",
+        "_boxes",
         "_lifetime",
         "cookie_action",
         "headers_sent",
@@ -75,6 +76,9 @@ class Session(MutableMapping[str, Any]):
     # Lists and dicts handed out, with their text when handed out, so a
     # change made in place is noticed at save.
     _seen: dict[str, str] | None
+    # Whether a list or dict was assigned: only then does save() copy and
+    # check the changed values again (they may have changed in place).
+    _boxes: bool
     #: KEEP, SEND or DELETE: what the response does with the cookie.
     cookie_action: int
 
@@ -99,6 +103,7 @@ class Session(MutableMapping[str, Any]):
             return data
         self.loaded = True
         self._sid = self._key = self._record = self._lifetime = self._seen = None
+        self._boxes = False
         self.cookie_action = KEEP
         self._changed = set()
         self._removed = set()
@@ -117,7 +122,11 @@ class Session(MutableMapping[str, Any]):
                 self._key = key
                 self._record = record
                 data = record.data
-                if cookie.rotating and cookie.needs_resigning(header, sid):
+                if record.persistent or cookie.max_age is not None:
+                    # A cookie with a Max-Age is sent again on every use of
+                    # its session: its Max-Age slides with the idle timeout.
+                    self.cookie_action = SEND
+                elif cookie.rotating and cookie.needs_resigning(header, sid):
                     self.cookie_action = SEND
             elif not candidates and cookie.name + "=" in header:
                 self._manager.count("refused")  # malformed or badly signed
@@ -178,6 +187,7 @@ class Session(MutableMapping[str, Any]):
             or (cls is float and isfinite(value))
         ):
             value = checked_copy(key, value)
+            self._boxes = True
         limit = self._manager.max_session_bytes
         if limit is not None:
             size = encoded_size({**data, key: value})
@@ -482,7 +492,7 @@ class Session(MutableMapping[str, Any]):
         manager = self._manager
         user_key = manager.user_key
         sid = self._sid
-        checked = self._checked(data)
+        checked = self._checked(data) if self._boxes or self._seen else {}
         if sid is None:
             if not data:
                 return  # nothing to keep
