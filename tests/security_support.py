@@ -8,6 +8,8 @@ subclasses) that count store lookups or fail on demand.
 
 from __future__ import annotations
 
+import re
+
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -101,7 +103,8 @@ class CountingProvider(MemoryProvider):
 
     def load(self, sid: str, *args: Any, **kwargs: Any) -> Any:
         self.loads += 1
-        if not is_valid_id(sid):
+        # A store key is an id, or (hash_ids) the id's SHA-256 in hex.
+        if not (is_valid_id(sid) or re.fullmatch("[0-9a-f]{64}", sid)):
             self.malformed.append(sid)
         return super().load(sid, *args, **kwargs)
 

@@ -71,7 +71,9 @@ class Session(MutableMapping[str, Any]):
     _record: Record | None
     # A lifetime set by set_lifetime() and not yet stored: (idle, persistent).
     _lifetime: tuple[float, bool] | None
-    _changed: set[str]
+    # Keys written since the last save, with the values written (a new dict
+    # after each save: the provider may keep the one it was given).
+    _changed: dict[str, Any]
     _removed: set[str]
     # Lists and dicts handed out, with their text when handed out, so a
     # change made in place is noticed at save.
@@ -105,7 +107,7 @@ class Session(MutableMapping[str, Any]):
         self._sid = self._key = self._record = self._lifetime = self._seen = None
         self._boxes = False
         self.cookie_action = KEEP
-        self._changed = set()
+        self._changed = {}
         self._removed = set()
         header = self._header
         if header:
@@ -197,14 +199,14 @@ class Session(MutableMapping[str, Any]):
                     f"{size} bytes, over max_session_bytes={limit}"
                 )
         data[key] = value
-        self._changed.add(key)
+        self._changed[key] = value
         if self._removed:
             self._removed.discard(key)
 
     def __delitem__(self, key: str) -> None:
         data = self._data if self._data is not None else self._load()
         del data[key]
-        self._changed.discard(key)
+        self._changed.pop(key, None)
         self._removed.add(key)
 
     def setdefault(self, key: str, default: Any = None) -> Any:
@@ -441,8 +443,8 @@ class Session(MutableMapping[str, Any]):
         data = self._data
         assert data is not None
         self._sid = self._key = self._record = None
-        self._removed.clear()
-        self._changed.clear()
+        self._removed = set()
+        self._changed = {}
         self._seen = None
         data.clear()
 
@@ -484,15 +486,17 @@ class Session(MutableMapping[str, Any]):
         data = self._data
         if data is None:
             return
+        changed = self._changed
         if self._seen:
-            self._changed.update(self._changed_in_place())
+            for key in self._changed_in_place():
+                changed[key] = data[key]
         lifetime = self._lifetime
-        if not (self._changed or self._removed or lifetime):
+        removed = self._removed
+        if not (changed or removed or lifetime):
             return
         manager = self._manager
-        user_key = manager.user_key
         sid = self._sid
-        checked = self._checked(data) if self._boxes or self._seen else {}
+        checked = self._checked(data) if self._boxes or self._seen else None
         if sid is None:
             if not data:
                 return  # nothing to keep
@@ -511,17 +515,17 @@ class Session(MutableMapping[str, Any]):
             self._record = Record({}, now, now, idle, deadline, persistent)
             self.cookie_action = SEND
         else:
-            # Copies (checked): the app may change a list or dict in place after this.
-            changed = {key: checked[key] if key in checked else data[key] for key in self._changed}
+            if checked:
+                # Copies: the app may change a list or dict in place after this.
+                changed = {**changed, **checked}
             user: str | None | EllipsisType = UNCHANGED
-            if user_key is not None and (user_key in self._changed or user_key in self._removed):
+            user_key = manager.user_key
+            if user_key is not None and (user_key in changed or user_key in removed):
                 user = self._user()
             stored = self._key
             if stored is None:
                 stored = self._key = manager.key(sid)
-            if not manager.save(
-                sid, changed, self._removed, lifetime=lifetime, user=user, key=stored
-            ):
+            if not manager.save(sid, changed, removed, lifetime=lifetime, user=user, key=stored):
                 # Destroyed, revoked, expired or regenerated meanwhile: never
                 # bring it back; the writes go with it. The cookie is left
                 # alone: after a regenerate elsewhere it may already hold the
@@ -531,10 +535,11 @@ class Session(MutableMapping[str, Any]):
             elif lifetime is not None and self._record is not None:
                 self._record = self._record._replace(idle=lifetime[0], persistent=lifetime[1])
         # (Nothing read or stored that could change in place: no call.)
-        watch = self._sid is not None and (checked or self._seen)
-        self._seen = self._still_watched(checked) if watch else None
-        self._changed.clear()
-        self._removed.clear()
+        if checked is not None:
+            self._seen = self._still_watched(checked) if self._sid is not None else None
+        self._changed = {}
+        if removed:
+            self._removed = set()
         self._lifetime = None
 
     def _still_watched(self, checked: dict[str, Any]) -> dict[str, str] | None:
