@@ -9,7 +9,6 @@ subclasses) that count store lookups or fail on demand.
 from __future__ import annotations
 
 import re
-
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
