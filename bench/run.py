@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import gc
 import json
 import math
@@ -416,13 +417,13 @@ def _wait_listening(port: int, proc: subprocess.Popen[bytes], timeout: float = 1
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError("gunicorn exited at start")
+            raise RuntimeError("the server exited at start")
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.2):
                 return
         except OSError:
             time.sleep(0.05)
-    raise RuntimeError("gunicorn did not start listening")
+    raise RuntimeError("the server did not start listening")
 
 
 def worker_load(port: int, seconds: float, connections: int, cookie: str) -> dict[str, Any]:
@@ -476,7 +477,47 @@ def _uwsgi() -> list[str] | None:
     return None
 
 
+@functools.cache
+def _uwsgi_venv() -> str | None:
+    """A venv of the Python that Debian's uWSGI embeds, in which Beaker is
+    installed (this one, or the .venv that .ci/run makes), else None.
+
+    That Python sees only its standard library and PYTHONPATH; given a venv
+    of its own (``--virtualenv``) it also imports the venv's packages, so
+    Beaker can race under uWSGI too. Asked of uWSGI itself, once.
+    """
+    command = _uwsgi()
+    if command is None or len(command) == 1:  # none, or built for this Python
+        return None
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as directory:
+        probe = os.path.join(directory, "probe.py")
+        with open(probe, "w") as f:
+            f.write("import beaker\nprint('beaker', beaker.__version__, 'imports')\n")
+        for venv in dict.fromkeys([sys.prefix, os.path.join(ROOT, ".venv")]):
+            if not os.path.exists(os.path.join(venv, "pyvenv.cfg")):
+                continue
+            try:
+                done = subprocess.run(
+                    [*command, "--virtualenv", venv, "--pyrun", probe],
+                    capture_output=True, text=True, timeout=60, check=False,
+                )  # fmt: skip
+            except subprocess.TimeoutExpired:
+                continue
+            if re.search(r"^beaker \S+ imports$", done.stdout + done.stderr, re.M):
+                return venv
+    return None
+
+
 def _server_command(server: str, port: int) -> list[str]:
+    """The same command for every implementation: only BENCH_HTTP_IMPL differs.
+
+    4 threads in one process, as wrk's 4 connections: uWSGI's --http11-socket
+    keeps each keep-alive connection on the thread that accepted it, so with
+    fewer threads than connections the others are never served (with 1
+    thread, wrk -c4 gets what -c1 gets), and with more some threads idle.
+    """
     if server == "gunicorn":
         return [
             sys.executable, "-m", "gunicorn",
@@ -486,18 +527,37 @@ def _server_command(server: str, port: int) -> list[str]:
         ]  # fmt: skip
     command = _uwsgi()
     assert command is not None
+    venv = _uwsgi_venv()
     return [
-        *command, "--http11-socket", f"127.0.0.1:{port}",
+        *command, *(["--virtualenv", venv] if venv else []),
+        "--http11-socket", f"127.0.0.1:{port}",
         "--master", "--processes", "1", "--threads", "4", "--chdir", HERE,
         "--wsgi-file", "http_app.py", "--callable", "app", "--need-app",
         "--disable-logging", "--die-on-term",
     ]  # fmt: skip
 
 
-def http_round(server: str, impl: str, seconds: float, connections: int) -> float:
+def _server_cpu(pid: int) -> float:
+    """CPU seconds (user + system, all threads) of the server ``pid`` and
+    its workers (its children), from /proc; 0.0 where there is none."""
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            pids = [pid, *map(int, f.read().split())]
+        total = 0
+        for p in pids:
+            with open(f"/proc/{p}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+    except OSError:
+        return 0.0
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def http_round(server: str, impl: str, seconds: float, connections: int) -> dict[str, float]:
     """Requests/s of ``server`` (gunicorn or uwsgi) serving ``impl``
     (bench/http_app.py) under wrk (or, without wrk, the Python load
-    generator above)."""
+    generator above), and the server's CPU µs per request ("cpu", 0 where
+    /proc cannot tell)."""
     port = _free_port()
     path = os.environ.get("PYTHONPATH")
     env = dict(os.environ, BENCH_HTTP_IMPL=impl, PYTHONPATH=ROOT + (":" + path if path else ""))
@@ -511,31 +571,28 @@ def http_round(server: str, impl: str, seconds: float, connections: int) -> floa
             set_cookie = response.headers.get("Set-Cookie")
         sid = set_cookie.split(";", 1)[0].split("=", 1)[1] if set_cookie else "x" * 43
         cookie = f"theme=dark; {COOKIE}={sid}; lang=en"
+        cpu = _server_cpu(proc.pid)
         if shutil.which("wrk") is None:
             args = [str(port), str(seconds), str(connections), cookie]
             rps: float = run_worker(["load", *args])["rps"]
-            return rps
-        out = subprocess.run(
-            [
-                "wrk",
-                "-t1",
-                f"-c{connections}",
-                f"-d{seconds}s",
-                "-H",
-                f"Cookie: {cookie}",
-                url,
-            ],  # fmt: skip
-            capture_output=True,
-            text=True,
-            timeout=seconds + 30,
-            check=True,
-        ).stdout
-        for line in out.splitlines():
-            if line.startswith("Requests/sec:"):
-                if "Non-2xx" in out or "Socket errors" in out:
-                    raise RuntimeError(f"wrk saw errors:\n{out}")
-                return float(line.split()[1])
-        raise RuntimeError(f"no Requests/sec in wrk's output:\n{out}")
+            requests = rps * seconds
+        else:
+            out = subprocess.run(
+                ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "-H", f"Cookie: {cookie}", url],
+                capture_output=True,
+                text=True,
+                timeout=seconds + 30,
+                check=True,
+            ).stdout
+            if "Non-2xx" in out or "Socket errors" in out:
+                raise RuntimeError(f"wrk saw errors:\n{out}")
+            found = re.search(r"^Requests/sec:\s+([\d.]+)", out, re.M)
+            count = re.search(r"^\s*(\d+) requests in", out, re.M)
+            if not found or not count:
+                raise RuntimeError(f"no Requests/sec in wrk's output:\n{out}")
+            rps, requests = float(found.group(1)), int(count.group(1))
+        cpu = _server_cpu(proc.pid) - cpu
+        return {"rps": rps, "cpu": cpu / requests * 1e6 if requests else 0.0}
     finally:
         proc.terminate()
         try:
@@ -638,7 +695,7 @@ def alternate(impls: list[str], rounds: int) -> Iterable[tuple[int, str]]:
 SETTINGS = {
     # requests per timed loop, loops per process, processes (rounds) per implementation
     "full": {"n": 10_000, "repeats": 5, "rounds": 5, "sessions": 100_000, "lifetime": 1.0,
-             "sweep": 1_000_000, "sweep_rounds": 3, "http_seconds": 4, "http_rounds": 3,
+             "sweep": 1_000_000, "sweep_rounds": 3, "http_seconds": 3, "http_rounds": 5,
              "fw_n": 1000, "fw_repeats": 3, "fw_rounds": 5, "redis_n": 1000, "redis_rounds": 9},
     "quick": {"n": 200, "repeats": 2, "rounds": 1, "sessions": 1_000, "lifetime": 0.2,
               "sweep": 5_000, "sweep_rounds": 1, "http_seconds": 1, "http_rounds": 1,
@@ -890,26 +947,51 @@ def _http_section(cfg: dict[str, Any], beaker: bool, raw: dict[str, Any], target
         servers.append("uwsgi")
     else:
         print("   uWSGI: skipped (no uwsgi built for Python, nor one with the python3 plugin)")
+    print("   +µs: what a request costs more than the bare app's, from the throughputs")
+    print("   (1/req/s, same server, same 4 threads and 4 connections); and the server's")
+    print("   CPU per request (from /proc, all its processes and threads)")
     for server in servers:
-        # Debian's uWSGI runs its own Python, without Beaker.
-        same_python = server == "gunicorn" or len(_uwsgi() or []) == 1
+        # Debian's uWSGI runs its own Python: Beaker only from a venv of it.
+        same_python = server == "gunicorn" or len(_uwsgi() or []) == 1 or bool(_uwsgi_venv())
+        if beaker and not same_python:
+            print(
+                "   uWSGI: Beaker skipped (uWSGI's own Python has no venv with it: "
+                "/usr/bin/python3 -m venv .venv && .venv/bin/pip install -e '.[bench]')"
+            )
         impls = ["wsgi_session", *(["beaker"] if beaker and same_python else []), "bare"]
         rps: dict[str, list[float]] = {i: [] for i in impls}
+        cpu: dict[str, list[float]] = {i: [] for i in impls}
         for _, impl in alternate(impls, cfg["http_rounds"]):
-            rps[impl].append(http_round(server, impl, cfg["http_seconds"], 4))
+            done = http_round(server, impl, cfg["http_seconds"], 4)
+            rps[impl].append(done["rps"])
+            cpu[impl].append(done["cpu"])
         med = {i: statistics.median(v) for i, v in rps.items()}
-        raw["results"][f"6/{server}"] = {"samples": rps, "median": med}
+        med_cpu = {i: statistics.median(v) for i, v in cpu.items()}
+        added = {i: 1e6 / med[i] - 1e6 / med["bare"] for i in impls}
+        raw["results"][f"6/{server}"] = {
+            "samples": rps, "median": med, "added_us": added,
+            "cpu_samples": cpu, "cpu_median": med_cpu,
+        }  # fmt: skip
         share = med["wsgi_session"] / med["bare"]
-        line = f"   {server}: bare app {med['bare']:,.0f} req/s | wsgi_session"
-        line += f" {med['wsgi_session']:,.0f} req/s ({share:.1%} of bare)"
+        line = f"   {server}: bare app {med['bare']:,.0f} req/s ({1e6 / med['bare']:.1f} µs)"
+        line += f" | wsgi_session {med['wsgi_session']:,.0f} req/s ({share:.1%} of bare,"
+        line += f" {added['wsgi_session']:+.1f} µs)"
         if "beaker" in med:
-            line += f" | Beaker {med['beaker']:,.0f} req/s ({med['beaker'] / med['bare']:.1%})"
+            line += f" | Beaker {med['beaker']:,.0f} req/s ({med['beaker'] / med['bare']:.1%},"
+            line += f" {added['beaker']:+.1f} µs)"
         print(line)
         ranges = ", ".join(f"{i} {min(v):,.0f}-{max(v):,.0f}" for i, v in rps.items())
         print(f"      rounds: {ranges}")
+        if med_cpu["bare"]:
+            base = med_cpu["bare"]
+            costs = ", ".join(f"{i} {med_cpu[i]:.1f} ({med_cpu[i] - base:+.1f})" for i in impls)
+            print(f"      server CPU per request (µs, all its threads): {costs}")
+        measured = f"{share:.1%} of bare ({added['wsgi_session']:+.1f} µs a request"
+        if med_cpu["bare"]:
+            measured += f"; server CPU {med_cpu['wsgi_session'] - med_cpu['bare']:+.1f} µs"
         targets.add(
             f"6 {server} gthread + wrk" if server == "gunicorn" else "6 uWSGI threads + wrk",
-            f"{share:.1%} of bare",
+            measured + ")",
             ">= 93% of bare",
             share >= 0.93,
         )

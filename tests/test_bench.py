@@ -103,6 +103,27 @@ def test_the_uwsgi_row_is_reported_where_uwsgi_runs(quick_run: Run) -> None:
     assert "6 uWSGI threads + wrk" in rows(quick_run)
 
 
+def test_the_http_rows_give_the_microseconds_a_request_adds(quick_run: Run) -> None:
+    found = rows(quick_run)
+    http_rows = {"6/gunicorn": "6 gunicorn gthread + wrk", "6/uwsgi": "6 uWSGI threads + wrk"}
+    for key, row in http_rows.items():
+        if row not in found:
+            continue  # uWSGI missing: the test above says whether that is allowed
+        result = quick_run[1]["results"][key]
+        median, added = result["median"], result["added_us"]
+        for impl in median:
+            assert added[impl] == pytest.approx(1e6 / median[impl] - 1e6 / median["bare"])
+        assert f"{added['wsgi_session']:+.1f} µs a request" in found[row][1]
+
+
+def test_beaker_races_under_uwsgi_when_its_python_has_a_venv_with_beaker(quick_run: Run) -> None:
+    import run  # bench/run.py
+
+    if run._uwsgi() is None or run._uwsgi_venv() is None:
+        pytest.skip("no venv of uWSGI's own Python with Beaker in it (.ci/run makes one)")
+    assert "beaker" in quick_run[1]["results"]["6/uwsgi"]["median"]
+
+
 def test_both_configurations_and_headers_are_measured_side_by_side(quick_run: Run) -> None:
     results = quick_run[1]["results"]
     for key in ("1", "1/one", "2", "2/one", "3"):
