@@ -21,7 +21,7 @@ from hypothesis.stateful import Bundle, RuleBasedStateMachine, invariant, rule
 from wsgi_session import Manager
 from wsgi_session.ids import new_id
 from wsgi_session.provider import UNCHANGED, Record
-from wsgi_session.providers.memory import MemoryProvider
+from wsgi_session.providers.memory import _SHAPES, MemoryProvider, _due_of, _user_of
 from wsgi_session.testing import ProviderTests
 
 IDLE = 100.0
@@ -39,6 +39,30 @@ def make(
 
 def alive(p: MemoryProvider, sid: str, now: float) -> bool:
     return p.load(sid, now) is not None
+
+
+def check_indexes(p: MemoryProvider) -> None:
+    """The store's bookkeeping agrees with its sessions: each is filed in
+    the bucket its entry names and listed under its user; no bucket or
+    user list holds more stale sids than live ones; the shape cache is
+    bounded."""
+    entries = {**p._probation.older, **p._probation.newer}
+    assert len(entries) == len(p._probation)
+    assert not entries.keys() & p._protected.keys()
+    entries.update(p._protected)
+    for sid, entry in entries.items():
+        bucket = p._bucket(_due_of(entry))
+        assert bucket is not None and sid in bucket
+        user = _user_of(entry)
+        if user is not None:
+            assert sid in p._users[user]
+    for bucket in [*p._buckets.values(), p._draining]:
+        live = [s for s in bucket if s in entries and _due_of(entries[s]) is bucket.key]
+        assert len(bucket) <= 2 * len(live)
+    for user, sids in p._users.items():
+        live = [s for s in sids if s in entries and _user_of(entries[s]) == user]
+        assert 0 < len(sids) <= 2 * len(live)
+    assert len(p._shapes) <= _SHAPES
 
 
 class TestMemoryConformance(ProviderTests):
@@ -103,6 +127,22 @@ def test_save_merges_changed_and_removed_keys_and_is_an_access() -> None:
     assert record is not None
     assert record.data == {"a": 10, "c": 3, "d": [4]}
     assert record.accessed == 90.0
+
+
+def test_a_save_without_a_load_keeps_a_new_session_probationary() -> None:
+    p = MemoryProvider(max_sessions=3)
+    a, b, c = make(3, p, 0.0, user="ann")
+    assert p.save(a, {"w": [1]}, ["v"], 5.0, user="bob")  # no load first
+    assert [s for s, _ in p.sessions_of("bob", 6.0)] == [a]
+    (d,) = make(1, p, 7.0)  # a is still the oldest probationary session
+    assert not alive(p, a, 8.0)
+    assert p.load(b, 8.0) == Record({"v": 1}, 0.0, 0.0, IDLE, None, False)
+    p2 = MemoryProvider()
+    (e,) = make(1, p2, 0.0)
+    assert p2.save(e, {"w": [1]}, ["v"], 50.0)
+    assert p2.load(e, 140.0) == Record({"w": [1]}, 0.0, 50.0, IDLE, None, False)
+    check_indexes(p)
+    check_indexes(p2)
 
 
 def test_save_replaces_the_lifetime() -> None:
@@ -173,14 +213,24 @@ def test_options_are_checked_by_name() -> None:
 # -- expiry and the sweep ---------------------------------------------------------------
 
 
-class _CountingDict(OrderedDict[str, Any]):
+class _Counting:
+    owner: CountingProvider
+
+    def get(self, key: str, default: Any = None) -> Any:
+        self.owner.looked += 1
+        return super().get(key, default)  # type: ignore[misc]
+
+
+class _CountingDict(_Counting, dict[str, Any]):
     def __init__(self, owner: CountingProvider) -> None:
         super().__init__()
         self.owner = owner
 
-    def get(self, key: str, default: Any = None) -> Any:
-        self.owner.looked += 1
-        return super().get(key, default)
+
+class _CountingOrderedDict(_Counting, OrderedDict[str, Any]):
+    def __init__(self, owner: CountingProvider) -> None:
+        super().__init__()
+        self.owner = owner
 
 
 class CountingProvider(MemoryProvider):
@@ -191,8 +241,9 @@ class CountingProvider(MemoryProvider):
 
     def _clear(self) -> None:
         super()._clear()
-        self._probation = _CountingDict(self)
-        self._protected = _CountingDict(self)
+        self._probation.newer = _CountingDict(self)
+        self._probation.older = _CountingDict(self)
+        self._protected = _CountingOrderedDict(self)
 
     def _sweep_batch(self, now: float) -> tuple[int, bool]:
         self.batches += 1
@@ -273,6 +324,22 @@ def test_a_used_session_is_filed_again_and_found_when_it_dies() -> None:
     assert p.gc(1090.0) == 1
 
 
+def test_a_session_filed_again_sooner_is_filed_once() -> None:
+    # A shorter lifetime files a session in an earlier bucket and leaves its
+    # sid, stale, in the later one: the sweep must pass it by there, not
+    # file the session a second time.
+    p = MemoryProvider()
+    (sid, *_) = make(4, p, 0.0, idle=1000.0)  # filed due at 1000, with company
+    assert alive(p, sid, 1.0)
+    assert p.save(sid, {}, (), 1.0, lifetime=(100.0, False))  # filed again, due at 101
+    for t in range(90, 1200, 90):
+        assert alive(p, sid, float(t))
+        p.gc(float(t))
+    filed = [*p._buckets.values(), p._draining]
+    assert sum(bucket.count(sid) for bucket in filed) == 1
+    check_indexes(p)
+
+
 def test_far_off_sessions_are_found_exactly() -> None:
     p = CountingProvider()
     (month,) = make(1, p, 0.0, idle=30 * DAY)
@@ -350,6 +417,60 @@ def test_a_flood_of_new_visitors_does_not_evict_returning_users() -> None:
     assert len(p.sessions_of("ann", 30.0)) == 10
 
 
+def test_eviction_keeps_arrival_order_over_many_turns() -> None:
+    # New sessions leave in the order they came, whatever left between
+    # them (promoted, destroyed, renamed).
+    p = MemoryProvider(max_sessions=10)
+    order = make(10, p, 0.0)  # probationary, oldest first
+    for t in range(1, 200):
+        now = float(t)
+        if t % 7 == 0:  # promote one from the middle
+            sid = order.pop(len(order) // 2)
+            assert alive(p, sid, now)
+            p.destroy(sid)  # (and make room: protected ones go last)
+        if t % 11 == 0:
+            p.destroy(order.pop(1))
+        if t % 13 == 0:  # (a renamed session counts as the newest, as in plain LRU)
+            new = new_id()
+            assert p.rename(order.pop(2), new, now)
+            order.append(new)
+        (sid,) = make(1, p, now)
+        order.append(sid)
+        if len(order) > 10:
+            assert not alive(p, order.pop(0), now)  # the oldest went
+        check_indexes(p)
+    assert all(p.load(sid, 200.0) is not None for sid in order)
+
+
+def test_bookkeeping_holds_at_most_two_entries_per_live_session() -> None:
+    # SECURITY.md: a flood cannot exhaust memory. Sessions removed or filed
+    # again leave stale entries in the bucket and user lists, which are
+    # compacted once they outnumber the live ones.
+    p = MemoryProvider(max_sessions=50)
+    keep = make(20, p, 0.0, user="ann")
+    for sid in keep:
+        assert alive(p, sid, 1.0)  # protected: the flood evicts the others
+    for i in range(3000):
+        now = 2.0 + i / 1000
+        (sid,) = make(1, p, now, user="ann")  # a flood, evicting as it goes
+        if i % 3 == 0:
+            p.rename(sid, new_id(), now)
+        if i % 5 == 0:
+            p.save(keep[i % 20], {}, (), now, lifetime=(IDLE - 1 - i / 1000, False))
+        check_indexes(p)
+    assert p.count() == 50
+    buckets = sum(map(len, p._buckets.values())) + len(p._draining)
+    assert buckets <= 2 * 50 and len(p._users["ann"]) <= 2 * 50
+
+
+def test_the_shape_cache_is_bounded() -> None:
+    p = MemoryProvider()
+    for i in range(_SHAPES + 10):
+        p.create(new_id(), {f"k{i}": 1}, 0.0, idle=IDLE, deadline=None)
+    assert len(p._shapes) <= _SHAPES
+    check_indexes(p)
+
+
 def test_eviction_cleans_the_indexes() -> None:
     p = MemoryProvider(max_sessions=5)
     make(5, p, 0.0, user="ann")
@@ -388,7 +509,7 @@ def test_sessions_of_never_lists_a_dead_session_and_never_scans() -> None:
     p.looked = 0
     assert len(p.sessions_of("ann", 5.0)) == 1
     assert p.sessions_of("ann", 10.0) == []  # dead, not yet swept
-    assert p.looked <= 2 * 2  # one session, two sessions_of calls, two segments
+    assert p.looked <= 2 * 3  # one session, two sessions_of calls, three dicts
     assert p.sessions_of("nobody", 5.0) == []
     assert p.gc(10.0) == 1 and p._users == {}
 
@@ -477,7 +598,7 @@ def test_threads_hammering_one_provider_keep_it_consistent(fast_switching: None)
     p.gc(2e6)
     assert p.count() == 1
     assert p._users == {}
-    assert sum(map(len, p._buckets.values())) + len(p._draining) == 1
+    check_indexes(p)
 
 
 def test_fork_while_another_thread_holds_the_lock_does_not_hang_the_child() -> None:
@@ -689,6 +810,10 @@ class MemoryStoreMachine(RuleBasedStateMachine):
     @invariant()
     def same_count(self) -> None:
         assert self.p.count() == len(self.m.all())
+
+    @invariant()
+    def indexes_agree(self) -> None:
+        check_indexes(self.p)
 
 
 TestMemoryStoreMachine = MemoryStoreMachine.TestCase
