@@ -13,9 +13,11 @@ reports the total time, the longest and median hold of the store's lock
 sweep a second later (little is due).
 
 Memory: tracemalloc over creating ``--memory`` sessions holding one small
-int, storage keys included (the store keeps them), with the store's own
-structures shown apart. Then the CPU time of a load, a save, and a
-``sessions_of`` among 10,000 users of 3 sessions each.
+int (and, as bench/run.py's "all features", a user in each), storage keys
+included (the store keeps them), then the same sessions loaded once each
+(a session in use is a dict): the total, and what each part costs. Then
+the CPU time of a load and a save (a session in use), a create and a first
+load, and a ``sessions_of`` among 10,000 users of 3 sessions each.
 """
 
 from __future__ import annotations
@@ -160,33 +162,71 @@ def sweep(n: int, threads: int, gc_batch: int | None) -> dict[str, Any]:
     }
 
 
-def memory(n: int) -> dict[str, float]:
-    """Bytes per session for ``n`` sessions holding ``{"n": 1}``."""
+#: What bench/run.py's scenario 4 stores per session: (data, user) in its
+#: minimal and all-features configurations.
+KINDS = {
+    "new": ({"n": 1}, None),
+    "new, with a user": ({"n": 1, "user_id": "alice"}, "alice"),
+}
+
+
+def memory(n: int, data: dict[str, Any], user: str | None, loaded: bool) -> dict[str, float]:
+    """Bytes per session (tracemalloc) for ``n`` sessions holding ``data``,
+    storage keys included (the store keeps them), and what each part costs
+    (``sys.getsizeof``, shared objects counted once). ``loaded``: each
+    session loaded once since it was made (a session in use)."""
     token = secrets.token_urlsafe
     now = time.time()
     gc.collect()
     tracemalloc.start()
     base = tracemalloc.get_traced_memory()[0]
-    keys = [token(32) for _ in range(n)]
-    after_keys = tracemalloc.get_traced_memory()[0]
     p = MemoryProvider()
+    keys = [token(32) for _ in range(n)]
     for i, sid in enumerate(keys):
         # Times as a clock gives them: a new float per request.
-        p.create(sid, {"n": 1}, now + i * 1e-3, idle=1800.0, deadline=None)
+        p.create(sid, dict(data), now + i * 1e-3, idle=1800.0, deadline=None, user=user)
+    if loaded:
+        for i, sid in enumerate(keys):
+            p.load(sid, now + n * 1e-3 + i * 1e-3)
     del keys  # the store holds them now
     total = tracemalloc.get_traced_memory()[0] - base
     tracemalloc.stop()
-    key_bytes = (after_keys - base) / n - 8  # less the list's slot
-    return {
-        "per_session": total / n,
-        "key": key_bytes,
-        "store": total / n - key_bytes,
-        "held": p.count(),
-    }
+    return {"per_session": total / n, **{k: v / n for k, v in parts(p).items()}}
+
+
+def parts(p: MemoryProvider) -> dict[str, float]:
+    """The bytes of each part of the store (shared objects counted once)."""
+    seen: set[int] = set()
+
+    def once(*objects: Any) -> int:
+        size = 0
+        for obj in objects:
+            if id(obj) not in seen:
+                seen.add(id(obj))
+                size += sys.getsizeof(obj)
+        return size
+
+    out = dict.fromkeys(["key", "entry", "times", "shapes", "recency", "buckets", "users"], 0)
+    segments = [p._probation.newer, p._probation.older, p._protected]
+    for segment in segments:
+        out["recency"] += sys.getsizeof(segment)
+        for sid, entry in segment.items():
+            out["key"] += once(sid)
+            out["entry"] += sys.getsizeof(entry)
+            if isinstance(entry, tuple):  # (created, due, shape, *values)
+                out["times"] += once(entry[0], entry[1])
+                out["shapes"] += once(entry[2])
+                out["entry"] += once(*entry[3:])
+            else:
+                out["times"] += once(entry.created, entry.accessed, entry.idle, entry.due)
+                out["entry"] += once(*entry.values())
+    out["buckets"] = once(p._buckets, p._due, p._draining, *p._buckets.values())
+    out["users"] = once(p._users, *p._users.values())
+    return out
 
 
 def hot_path(repeats: int) -> dict[str, float]:
-    """Best of ``repeats`` for load, save and create (CPU time, per call)."""
+    """Best of ``repeats`` for load, save, create and a first load (CPU time, per call)."""
     p = MemoryProvider()
     sid = secrets.token_urlsafe(32)
     p.create(sid, {"n": 1, "csrf": "x" * 43}, 1000.0, idle=3600.0, deadline=None)
@@ -199,9 +239,23 @@ def hot_path(repeats: int) -> dict[str, float]:
         "save": lambda: p.save(sid, changed, (), 1001.0),
     }
     for name, call in calls.items():
-        out[name] = min(
-            timeit.repeat(call, number=number, repeat=repeats, timer=time.process_time)
-        ) / number
+        times = timeit.repeat(call, number=number, repeat=repeats, timer=time.process_time)
+        out[name] = min(times) / number
+    # Each new session's create, then its first load (which makes a dict of it).
+    new = [secrets.token_urlsafe(32) for _ in range(number)]
+    for name in ("create", "first load"):
+        best = 1.0
+        for _ in range(repeats):
+            q = MemoryProvider()
+            t0 = time.process_time()
+            for sid in new:
+                q.create(sid, {"n": 1, "csrf": "x" * 43}, 1000.0, idle=3600.0, deadline=None)
+            if name == "first load":
+                t0 = time.process_time()
+                for sid in new:
+                    q.load(sid, 1001.0)
+            best = min(best, (time.process_time() - t0) / number)
+        out[name] = best
     return out
 
 
@@ -256,13 +310,24 @@ def main(argv: list[str] | None = None) -> int:
     if s["removed"] != s["dead"] or s["left"] != s["held"] - s["dead"]:
         print("   ERROR: the sweep did not remove exactly the dead sessions")
         return 1
-    m = memory(args.memory)
     print(
-        f"memory: {m['per_session']:.0f} B per session ({args.memory:,} sessions holding one "
-        f"small int; goal <= 280): key {m['key']:.0f} B, the store {m['store']:.0f} B"
+        f"memory (tracemalloc) per session, {args.memory:,} sessions, storage keys included"
+        " (bench/run.py's scenario 4 measures RSS: pymalloc rounds each object up to 16 B):"
     )
+    columns = ["key", "entry", "times", "shapes", "recency", "buckets", "users"]
+    print(f"   {'':34} {'total':>6}" + "".join(f"{c:>8}" for c in columns))
+    for loaded in (False, True):
+        for kind, (data, user) in KINDS.items():
+            m = memory(args.memory, data, user, loaded)
+            label = kind.replace("new", "in use (loaded once)") if loaded else kind
+            cells = "".join(f"{m[c]:8.0f}" for c in columns)
+            print(f"   {label:34} {m['per_session']:6.0f}{cells}")
     h = hot_path(7 if not args.quick else 2)
-    print(f"hot path (CPU time): load {h['load'] * 1e9:.0f} ns, save {h['save'] * 1e9:.0f} ns")
+    print(
+        f"CPU time per call: load {h['load'] * 1e9:.0f} ns, save {h['save'] * 1e9:.0f} ns"
+        f" (a session in use); create {h['create'] * 1e9:.0f} ns,"
+        f" first load {h['first load'] * 1e9:.0f} ns (a new session)"
+    )
     n_users = 1000 if args.quick else 10_000
     print(
         f"sessions_of with {n_users:,} users of 3 sessions: "

@@ -42,11 +42,14 @@ def alive(p: MemoryProvider, sid: str, now: float) -> bool:
 
 
 def check_indexes(p: MemoryProvider) -> None:
-    """The store's bookkeeping agrees with its sessions: each is filed in
-    the bucket its entry names and listed under its user; no bucket or
-    user list holds more stale sids than live ones; the shape cache is
-    bounded."""
-    entries = {**p._probation.older, **p._probation.newer}
+    """The store's bookkeeping agrees with its sessions: the older arrivals
+    are all queued, and the queue is dropped with the last of them; each
+    session is filed in the bucket its entry names and listed under its
+    user; no bucket or user list holds more stale sids than live ones; the
+    shape cache is bounded."""
+    older, queue = p._probation.older, p._probation.queue
+    assert older.keys() <= set(queue) and (older or not queue)  # no sids kept for nothing
+    entries = {**older, **p._probation.newer}
     assert len(entries) == len(p._probation)
     assert not entries.keys() & p._protected.keys()
     entries.update(p._protected)

@@ -7,10 +7,10 @@ import math
 import os
 import threading
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable, Collection, Iterator, Mapping
 from types import EllipsisType
-from typing import Any, Union
+from typing import Any
 
 from .. import options
 from ..provider import UNCHANGED, Provider, Record, expires
@@ -20,8 +20,8 @@ from ..values import copy_value, has_container
 #: buckets; later ones in coarser buckets (see ``_file``).
 _NEAR = 4096
 
-#: How many distinct shapes (see ``_New``) are kept for sharing before the
-#: cache starts again.
+#: How many distinct shapes (see ``_Entry``) are kept for sharing before
+#: the cache starts again.
 _SHAPES = 4096
 
 _record = tuple.__new__
@@ -58,18 +58,16 @@ class _Session(dict[str, Any]):
     due: int
 
 
-#: A session made and not loaded since (most sessions of a public site: one
-#: page view, a crawler, a flood) is a tuple, about a third of a _Session:
-#:
-#:     (created, due, shape, *values)
-#:     shape = (idle, deadline, persistent, user, *keys)
-#:
-#: Its last access is its creation. Sessions alike share one shape object
-#: (``MemoryProvider._shape``). Holding only scalars, it is a tuple the
-#: garbage collector stops tracking, so a full collection skips it. Its
-#: first load makes a _Session of it.
-_New = tuple  # type: ignore[type-arg]
-_Entry = Union[_Session, "tuple[Any, ...]"]
+# A session made and not loaded since (most sessions of a public site: one
+# page view, a crawler, a flood) is a tuple, a third the size of a _Session:
+#
+#     (created, due, shape, *values)    shape = (idle, deadline, persistent, user, *keys)
+#
+# Its last access is its creation. Sessions alike share one shape (see
+# MemoryProvider._shape). Holding only scalars, the tuple is one the garbage
+# collector stops tracking: a full collection skips it (11 against 70 ms of
+# CPU at 300,000 sessions here). Its first load makes a _Session of it.
+_Entry = _Session | tuple[Any, ...]
 
 
 def _in_use(new: tuple[Any, ...]) -> _Session:
@@ -135,22 +133,24 @@ def _sids(key: Any) -> _Sids:
 
 
 class _Arrivals:
-    """Probationary sessions by sid, oldest first out, each lookup O(1).
+    """Probationary sessions by sid, the oldest out first; each call O(1)
+    (amortized).
 
     A plain dict whose oldest items are deleted leaves holes at its front
     that each ``next(iter(d))`` scans again: 62 us per eviction at a million
-    sessions here. An OrderedDict costs 53 B more per item. So ``newer``
-    holds the recent arrivals in order, and ``older`` the earlier ones
-    newest first, where ``popitem()`` takes the oldest in O(1); when
-    ``older`` runs out, ``newer`` is turned round into it (O(n) once per n
-    evictions).
+    sessions here. An OrderedDict costs 53 B more per item. So sessions
+    arrive in ``newer``; when an eviction finds ``older`` empty, ``newer``
+    becomes ``older`` with a queue of its sids in arrival order (10 ms at a
+    million; turning the dict round instead took 0.5 s), and evictions take
+    sids from the queue, passing those that left ``older`` meanwhile.
     """
 
-    __slots__ = ("older", "newer")
+    __slots__ = ("older", "newer", "queue")
 
     def __init__(self) -> None:
         self.older: dict[str, _Entry] = {}
         self.newer: dict[str, _Entry] = {}
+        self.queue: deque[str] = deque()
 
     def __len__(self) -> int:
         return len(self.older) + len(self.newer)
@@ -165,7 +165,11 @@ class _Arrivals:
 
     def pop(self, sid: str) -> _Entry | None:
         entry = self.newer.pop(sid, None)
-        return self.older.pop(sid, None) if entry is None else entry
+        if entry is None:
+            entry = self.older.pop(sid, None)
+            if not self.older:
+                self.queue.clear()  # (it would keep the sids of sessions gone)
+        return entry
 
     def add(self, sid: str, entry: _Entry) -> None:
         """Add ``sid`` (not held yet) as the newest arrival."""
@@ -179,10 +183,17 @@ class _Arrivals:
             self.older[sid] = entry
 
     def pop_oldest(self) -> tuple[str, _Entry]:
+        """Remove and return the oldest arrival (there must be one)."""
         if not self.older:
-            self.older = dict(reversed(self.newer.items()))
-            self.newer = {}
-        return self.older.popitem()
+            self.older, self.newer = self.newer, {}
+            self.queue = deque(self.older)
+        while True:
+            sid = self.queue.popleft()
+            entry = self.older.pop(sid, None)
+            if entry is not None:
+                if not self.older:
+                    self.queue.clear()
+                return sid, entry
 
 
 class MemoryProvider(Provider):
@@ -197,12 +208,15 @@ class MemoryProvider(Provider):
     come back yet, but not a session that has been used again (at most the
     oldest one, each time no session at all is probationary). A client that
     sends its cookies back makes protected sessions, and is plain LRU again.
-    Each request costs O(1).
+    Each request costs O(1) (amortized: see ``_Arrivals`` and ``_Sids``).
 
-    **Memory.** A session that was made and has not been loaded since is a
-    flat tuple (about 270 B in all with its key, see ``bench/sweep.py``); its
-    first load makes it a dict with slots (about 500 B), which a load copies
-    fastest.
+    **Memory.** A new session (made, and not loaded since: most sessions of
+    a public site, and all of a flood's) is a flat tuple: about 220 B with
+    its key and its places in the indexes (250 B of RSS; ``bench/sweep.py``
+    shows the parts). Its first load makes a dict of it (about 500 B), which
+    each later load copies in one call. The expiry buckets and the user
+    index may also hold sids of sessions gone or filed elsewhere, never
+    more than live ones.
 
     **Expiry.** Each session has its own idle timeout and deadline. Every
     session is filed in exactly one *expiry bucket*, due no later than the
@@ -212,10 +226,10 @@ class MemoryProvider(Provider):
     their real expiry. So a sweep finds every dead session whatever the
     lifetimes, visits a live one about once per lifetime rather than on
     every sweep, and looks at up to ``gc_batch`` sessions per hold of the
-    lock (the default 500 takes about 0.8 ms at a million sessions; see
-    ``bench/sweep.py``). A dead session is removed by the first sweep at or
-    after its expiry rounded up to a whole second (it is never returned
-    meanwhile).
+    lock (the default 200 takes about 0.3 ms of CPU at a million sessions;
+    see ``bench/sweep.py``). A dead session is removed by the first sweep
+    at or after its expiry rounded up to a whole second (it is never
+    returned meanwhile).
 
     Sessions live in one process: with several worker processes each has its
     own store (use the Redis provider there). A forked child keeps a copy of
@@ -225,7 +239,7 @@ class MemoryProvider(Provider):
 
     process_local = True
 
-    def __init__(self, max_sessions: int = 1_000_000, gc_batch: int = 500) -> None:
+    def __init__(self, max_sessions: int = 1_000_000, gc_batch: int = 200) -> None:
         self.max_sessions = options.positive_int("max_sessions", max_sessions)
         self.gc_batch = options.positive_int("gc_batch", gc_batch)
         self._mutex = threading.Lock()
@@ -298,13 +312,11 @@ class MemoryProvider(Provider):
         return self._probation.get(sid) if entry is None else entry
 
     def _shape(self, shape: tuple[Any, ...]) -> tuple[Any, ...]:
-        """The shared tuple equal to ``shape`` (see ``_New``)."""
-        shared = self._shapes.get(shape)
-        if shared is None:
-            if len(self._shapes) >= _SHAPES:
-                self._shapes.clear()
-            shared = self._shapes[shape] = shape
-        return shared
+        """``shape``, kept to be shared by the sessions alike that follow (see ``_Entry``)."""
+        if len(self._shapes) >= _SHAPES:
+            self._shapes.clear()
+        self._shapes[shape] = shape
+        return shape
 
     def _file(self, sid: str, expiry: float, now: float) -> int:
         """Put ``sid`` in the bucket that comes due at or before ``expiry``
@@ -373,6 +385,15 @@ class MemoryProvider(Provider):
         if user is not None:
             self._unindex(sid, user)
 
+    def _evict(self) -> None:
+        """Remove the oldest probationary session, or else the least recently used."""
+        if self._probation:
+            sid, entry = self._probation.pop_oldest()
+        else:
+            sid, entry = self._protected.popitem(last=False)
+        self._drop(sid, entry)
+        self._evicted += 1
+
     def _forget(self, sid: str, entry: _Entry) -> None:
         """Remove ``sid`` from its segment, its bucket and the user index."""
         if self._protected.pop(sid, None) is None:
@@ -392,19 +413,16 @@ class MemoryProvider(Provider):
         persistent: bool = False,
         user: str | None = None,
     ) -> None:
+        shape = (idle, deadline, persistent, user, *data)
         self._acquire()
         try:
             probation, protected = self._probation, self._protected
-            while len(probation) + len(protected) >= self.max_sessions:
-                if probation:
-                    victim, gone = probation.pop_oldest()
-                else:
-                    victim, gone = protected.popitem(last=False)
-                self._drop(victim, gone)
-                self._evicted += 1
-            shape = self._shape((idle, deadline, persistent, user, *data))
+            # (Not len(probation): a call to Python code.)
+            while len(probation.older) + len(probation.newer) + len(protected) >= self.max_sessions:
+                self._evict()
+            shape = self._shapes.get(shape) or self._shape(shape)
             due = self._file(sid, expires(now, idle, deadline), now)
-            probation.add(sid, (now, due, shape, *data.values()))
+            probation.newer[sid] = (now, due, shape, *data.values())  # the newest arrival
             if user is not None:
                 self._index(sid, user)
         finally:
@@ -426,7 +444,7 @@ class MemoryProvider(Provider):
                 probation = self._probation
                 found = probation.newer.pop(sid, None)
                 if found is None:
-                    found = probation.older.pop(sid, None)
+                    found = probation.pop(sid)  # (keeps the queue of the older ones right)
                     if found is None:
                         return None
                 # Its second request: no longer probationary.
@@ -489,7 +507,7 @@ class MemoryProvider(Provider):
                 expiry = expires(now, entry.idle, entry.deadline)
                 due = entry.due
                 if math.ceil(expiry) < due:
-                    entry.due = self._file(sid, expiry, now)
+                    entry.due = self._file(sid, expiry, now)  # (before _unfile: see below)
                     self._unfile(sid, due)
             if user is not UNCHANGED and user != entry.user:
                 # (The entry first: _unfile and _unindex check it when they compact.)
@@ -574,8 +592,9 @@ class MemoryProvider(Provider):
         file the live again. Returns (removed, whether work is left). Lock held."""
         removed = 0
         draining = self._draining
-        probation, protected = self._probation, self._protected
-        newer, older = probation.newer, probation.older
+        newer, older = self._probation.newer, self._probation.older
+        protected: dict[str, Any] = self._protected
+        entry: Any
         for _ in range(self.gc_batch):
             while not draining:
                 if not self._due or self._due[0] > now:
@@ -584,10 +603,13 @@ class MemoryProvider(Provider):
             sid = draining.pop()
             # New sessions first: most sessions that die never came back.
             # Each lookup is a cache miss in a large store (about 0.3 us here).
-            entry: Any = newer.get(sid)
+            segment = newer
+            entry = newer.get(sid)
             if entry is None:
+                segment = older
                 entry = older.get(sid)
                 if entry is None:
+                    segment = protected
                     entry = protected.get(sid)
             # Inlined rather than _fields() and expires(): the loop that
             # bounds how long the lock is held.
@@ -597,23 +619,26 @@ class MemoryProvider(Provider):
                 shape = entry[2]
                 expiry = entry[0] + shape[0]
                 deadline = shape[1]
+                user = shape[3]
             elif entry is None or entry.due is not draining.key:
                 continue
             else:
                 expiry = entry.accessed + entry.idle
                 deadline = entry.deadline
+                user = entry.user
             if deadline is not None and deadline < expiry:
                 expiry = deadline
             if expiry <= now:
-                if protected.pop(sid, None) is None:
-                    probation.pop(sid)
-                user = _user_of(entry)
+                if segment is protected:
+                    del protected[sid]
+                else:
+                    self._probation.pop(sid)
                 if user is not None:
                     self._unindex(sid, user)
                 removed += 1
             elif type(entry) is tuple:
                 # Far off (a new session's expiry never moves): file it closer.
-                probation.replace(sid, (entry[0], self._file(sid, expiry, now), *entry[2:]))
+                segment[sid] = (entry[0], self._file(sid, expiry, now), *entry[2:])
             else:
                 entry.due = self._file(sid, expiry, now)
         return removed, True
