@@ -347,17 +347,30 @@ class MemoryProvider(Provider):
     def _unfile(self, sid: str, due: int) -> _Sids | None:
         """``sid`` (its entry moved or gone) is no longer filed in the bucket
         due at ``due``; returns that bucket."""
-        bucket = self._bucket(due)
+        bucket = self._buckets.get(due)
+        if bucket is None or bucket.key is not due:
+            bucket = self._bucket(due)
         if bucket is not None:
             bucket.stale += 1
             if bucket.stale * 2 > len(bucket):
-                find = self._find
-                self._compact(bucket, lambda s: (e := find(s)) is not None and _due_of(e) is due)
+                self._compact(bucket, _due_of)
         return bucket
 
-    def _compact(self, sids: _Sids, keep: Callable[[str], bool]) -> None:
-        """Rebuild ``sids`` without the stale ones (and without repeats)."""
-        sids[:] = [sid for sid in dict.fromkeys(sids) if keep(sid)]
+    def _compact(self, sids: _Sids, field: Callable[[_Entry], Any]) -> None:
+        """Rebuild ``sids`` without repeats and without the sids whose entry
+        is gone or has ``field`` other than ``sids.key``."""
+        newer, older, protected = self._probation.newer, self._probation.older, self._protected
+        key = sids.key
+        live = []
+        for sid in dict.fromkeys(sids):
+            entry = newer.get(sid)
+            if entry is None:
+                entry = older.get(sid)
+                if entry is None:
+                    entry = protected.get(sid)
+            if entry is not None and field(entry) == key:
+                live.append(sid)
+        sids[:] = live
         sids.stale = 0
 
     def _index(self, sid: str, user: str) -> None:
@@ -373,22 +386,25 @@ class MemoryProvider(Provider):
             return
         sids.stale += 1
         if sids.stale * 2 > len(sids):
-            find = self._find
-            self._compact(sids, lambda s: (e := find(s)) is not None and _user_of(e) == user)
+            self._compact(sids, _user_of)
             if not sids:
                 del self._users[user]
 
     def _drop(self, sid: str, entry: _Entry) -> None:
         """Remove ``sid`` (out of its segment already) from its bucket and the user index."""
-        self._unfile(sid, _due_of(entry))
-        user = _user_of(entry)
+        if isinstance(entry, tuple):
+            due, user = entry[1], entry[2][3]
+        else:
+            due, user = entry.due, entry.user
+        self._unfile(sid, due)
         if user is not None:
             self._unindex(sid, user)
 
     def _evict(self) -> None:
         """Remove the oldest probationary session, or else the least recently used."""
-        if self._probation:
-            sid, entry = self._probation.pop_oldest()
+        probation = self._probation
+        if probation.older or probation.newer:
+            sid, entry = probation.pop_oldest()
         else:
             sid, entry = self._protected.popitem(last=False)
         self._drop(sid, entry)
