@@ -211,8 +211,8 @@ class MemoryProvider(Provider):
     Each request costs O(1) (amortized: see ``_Arrivals`` and ``_Sids``).
 
     **Memory.** A new session (made, and not loaded since: most sessions of
-    a public site, and all of a flood's) is a flat tuple: about 220 B with
-    its key and its places in the indexes (250 B of RSS; ``bench/sweep.py``
+    a public site, and all of a flood's) is a flat tuple: about 250 B with a
+    43-character key and its places in the indexes (``bench/sweep.py``
     shows the parts). Its first load makes a dict of it (about 500 B), which
     each later load copies in one call. The expiry buckets and the user
     index may also hold sids of sessions gone or filed elsewhere, never
