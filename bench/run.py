@@ -694,7 +694,9 @@ def alternate(impls: list[str], rounds: int) -> Iterable[tuple[int, str]]:
 
 SETTINGS = {
     # requests per timed loop, loops per process, processes (rounds) per implementation
-    "full": {"n": 10_000, "repeats": 5, "rounds": 5, "sessions": 100_000, "lifetime": 1.0,
+    # (lifetime: the 100,000 sessions of scenario 4 must all be alive when
+    # RSS is read; the fill takes over a second on a busy machine)
+    "full": {"n": 10_000, "repeats": 5, "rounds": 5, "sessions": 100_000, "lifetime": 6.0,
              "sweep": 1_000_000, "sweep_rounds": 3, "http_seconds": 3, "http_rounds": 5,
              "fw_n": 1000, "fw_repeats": 3, "fw_rounds": 5, "redis_n": 1000, "redis_rounds": 9},
     "quick": {"n": 200, "repeats": 2, "rounds": 1, "sessions": 1_000, "lifetime": 0.2,
@@ -868,9 +870,10 @@ def _memory_section(
 ) -> None:
     print(f"4. {TITLES[4]}")
     n, lifetime = cfg["sessions"], cfg["lifetime"]
+    interval = min(lifetime, 1.0)
     mem: dict[str, dict[str, Any]] = {}
     for _, impl in alternate(peers, 1):
-        mem[impl] = run_worker(["memory", impl, str(n), str(lifetime), str(lifetime)])
+        mem[impl] = run_worker(["memory", impl, str(n), str(lifetime), str(interval)])
     raw["results"]["4"] = mem
     for impl, res in mem.items():
         print(
@@ -884,11 +887,14 @@ def _memory_section(
     for impl, label in LABELS.items():
         size = mem[impl]["bytes_per_session"]
         versus = f" (Beaker {mem['beaker']['bytes_per_session']:.0f} B)" if beaker else ""
+        # Sessions that expired during the fill would make the figure too low.
+        valid = mem[impl]["held"] >= n
+        note = "" if valid else f" INVALID: only {mem[impl]['held']:,} of {n:,} held"
         targets.add(
             f"4 memory per session, {label}",
-            f"{size:.0f} B{versus}; {mem[impl]['reclaimed']:.0%} reclaimed",
+            f"{size:.0f} B{versus}; {mem[impl]['reclaimed']:.0%} reclaimed{note}",
             f"<= {goal:.0f} B (280 B and half of Beaker's)",
-            size <= goal,
+            valid and size <= goal,
         )
     print()
 

@@ -102,8 +102,8 @@ class CountingProvider(MemoryProvider):
 
     def load(self, sid: str, *args: Any, **kwargs: Any) -> Any:
         self.loads += 1
-        # A store key is an id, or (hash_ids) the id's SHA-256 in hex.
-        if not (is_valid_id(sid) or re.fullmatch("[0-9a-f]{64}", sid)):
+        # A store key is an id, or (hash_ids) the id's SHA-256, 32 hex digits.
+        if not (is_valid_id(sid) or re.fullmatch("[0-9a-f]{32}", sid)):
             self.malformed.append(sid)
         return super().load(sid, *args, **kwargs)
 

@@ -20,10 +20,11 @@ REDACTED = "<id>"
 # (so also an id inside a longer key, as in "prefix_<id>") is redacted when it
 # has both an upper- and a lower-case letter: a random id lacks one with
 # probability about 2e-10, while snake_case names in tracebacks have no upper
-# case and stay readable. Hex storage keys (sha256) are 64 hex digits.
+# case and stay readable. Hashed storage keys are 32 hex digits (runs of 32
+# or more are redacted: a whole SHA-256 too).
 _ID = re.compile(
     r"(?<![A-Za-z0-9_-])(?=[A-Za-z0-9_-]*[A-Z])(?=[A-Za-z0-9_-]*[a-z])[A-Za-z0-9_-]{43,}"
-    r"(?![A-Za-z0-9_-])|(?<![0-9A-Fa-f])[0-9A-Fa-f]{64}(?![0-9A-Fa-f])"
+    r"(?![A-Za-z0-9_-])|(?<![0-9A-Fa-f])[0-9A-Fa-f]{32,}(?![0-9A-Fa-f])"
 )
 
 

@@ -116,10 +116,16 @@ class Manager:
 
     def key(self, sid: str) -> str:
         """The provider's key for the session id ``sid``: with ``hash_ids``,
-        the SHA-256 of the id in hex."""
+        the first 128 bits of the id's SHA-256, in hex.
+
+        128 bits: finding an id from its key stays out of reach (a preimage
+        of 2**128 work, of an id of 258 random bits), and two sessions would
+        share a key only after about 2**64 of them; 32 characters instead of
+        64 keep 32 B a session in the memory store.
+        """
         if not self.hash_ids:
             return sid
-        return _sha256(sid.encode("ascii")).hexdigest()
+        return _sha256(sid.encode("ascii")).hexdigest()[:32]
 
     def handle(self, sid: str, user: str | None) -> str:
         """The revocation handle of the session ``sid`` held by ``user``."""

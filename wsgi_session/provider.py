@@ -43,7 +43,7 @@ class Provider(ABC):
     the whole contract; :mod:`wsgi_session.testing` checks it.
 
     **What a session is.** A ``sid`` (43 URL-safe characters, or with
-    ``hash_ids`` 64 lowercase hex digits: always ASCII, at most 64) maps
+    ``hash_ids`` 32 lowercase hex digits: always ASCII, at most 43) maps
     to: the data (a dict of str keys to JSON-compatible values), ``created``,
     ``accessed`` (the last access), ``idle`` (this session's sliding timeout
     in seconds; sessions differ, "remember me" makes it longer),
