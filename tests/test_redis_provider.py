@@ -138,9 +138,26 @@ def test_one_hash_per_session_values_in_the_one_codec(
     for k, v in data.items():
         assert stored[k.encode()] == values.encode(v).encode()
     # The reserved fields: lifetime and user, and the last access.
-    assert stored[b""] == b"60 1000100.0 1 1000000.0 alice"
-    assert stored[b"\x00"] == b"1000000.0"
+    assert stored[b""] == b"60 1000100 1 1000000 alice"
+    assert stored[b"\x00"] == b"1000000"
     assert set(stored) == {b"", b"\x00", *(k.encode() for k in data)}
+
+
+def test_numbers_read_back_exactly_in_either_text(
+    provider: RedisProvider, rclient: redis.Redis
+) -> None:
+    # Written with 17 significant digits now, as reprs before: both load.
+    now = 1_796_144_001.7267861
+    create(provider, SID, {}, now, idle=0.1, deadline=now + 1e-3 * 3)
+    meta = b"0.10000000000000001 1796144001.7297862 0 1796144001.7267861"
+    assert rclient.hget(key(SID), "") == meta
+    record = provider.load(SID, now + 1e-3)
+    assert record == Record({}, now, now, 0.1, now + 1e-3 * 3, False)
+    assert provider.load(SID, now + 2e-3).accessed == now + 1e-3  # type: ignore[union-attr]
+    rclient.hset(key(OTHER), mapping={"": "60.5 1000100.25 1 1000000.125 u", "\x00": "1000000.75"})
+    rclient.expire(key(OTHER), 60)
+    expected = Record({}, 1000000.125, 1000000.75, 60.5, 1000100.25, True)
+    assert provider.load(OTHER, NOW + 1) == expected
 
 
 def test_load_returns_the_record_and_the_previous_access(provider: RedisProvider) -> None:
@@ -230,6 +247,35 @@ def test_prefixes_keep_apps_apart(redis_url: str, rclient: redis.Redis) -> None:
     assert one.count() == 1 and two.count() == 0
     one.close()
     two.close()
+
+
+def test_a_prefix_with_percent_signs(redis_url: str, rclient: redis.Redis) -> None:
+    # The commonest commands are packed with bytes formats holding the prefix.
+    provider = RedisProvider(url=redis_url, prefix="%d%b%%:")
+    create(provider, SID, {"a": 1}, user="u")
+    assert provider.save(SID, {"b": 2}, ["a"], NOW)
+    assert data_of(provider, SID) == {"b": 2}
+    assert rclient.hgetall(key(SID, "%d%b%%:"))[b"b"] == b"2"
+    assert [sid for sid, _ in provider.sessions_of("u", NOW)] == [SID]
+    provider.close()
+
+
+@pytest.mark.parametrize("protocol", [2, 3], ids=["RESP2", "RESP3"])
+def test_a_callers_client_of_either_protocol(redis_url: str, protocol: int) -> None:
+    # RESP2: the provider reads replies on the socket itself; RESP3 (where a
+    # push message may come first): redis-py reads them.
+    client = redis.Redis.from_url(redis_url, protocol=protocol)
+    provider = RedisProvider(client=client)
+    create(provider, SID, {"a": "x" * 200_000}, user="u")
+    assert provider.save(SID, {"b": None}, [], NOW)
+    assert data_of(provider, SID) == {"a": "x" * 200_000, "b": None}
+    assert data_of(provider, OTHER) is None
+    assert [sid for sid, _ in provider.sessions_of("u", NOW)] == [SID]
+    provider.destroy(SID)
+    assert not provider.save(SID, {}, [], NOW)
+    assert provider._lean is (protocol == 2)
+    provider.close()
+    client.close()
 
 
 def test_decode_responses_client(redis_server: RedisServer, redis_url: str) -> None:
@@ -661,18 +707,25 @@ def test_concurrent_requests_writing_different_keys_keep_both(
 def test_each_operation_is_one_round_trip(
     provider: RedisProvider, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Counted on the client: every send is a round trip (no pipelining here).
+    # Counted on the client: every send is a round trip (no pipelining here),
+    # through redis-py or on the socket by the provider itself (_talk).
     from redis import connection
 
     sends = []
     cls = getattr(connection, "AbstractConnection", connection.Connection)
     original = cls.send_packed_command
+    talk = RedisProvider._talk
 
     def counting(self: Any, command: Any, check_health: bool = True) -> None:
         sends.append(1)
         original(self, command, check_health)
 
+    def counting_talk(self: RedisProvider, conn: Any, packed: bytes) -> Any:
+        sends.append(1)
+        return talk(self, conn, packed)
+
     monkeypatch.setattr(cls, "send_packed_command", counting)
+    monkeypatch.setattr(RedisProvider, "_talk", counting_talk)
     a, b = "C" * 43, "D" * 43
     calls = {
         "create": lambda: create(provider, a, {"a": 1}, user="u"),
