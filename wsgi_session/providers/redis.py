@@ -58,7 +58,8 @@ _CHECK = """
 -- absent) accessed at now, and its user (false for none); false if it is
 -- not live at now. A dead one is deleted there and then, with its index
 -- entry (ix: the index key prefix, '' where the index is not kept here).
--- One match parses the metadata (a second one cost 0.2 us per call).
+-- One match parses the metadata: with a second one for the user, the
+-- load script took 5.9 us inside Redis, against 5.4 now.
 local function check(k, meta, accessed, now, ix)
   if not meta or not accessed then return false end
   local idle, deadline, rest = string.match(meta, '^(%S+) (%S+) %S+ %S+(.*)$')
@@ -319,8 +320,8 @@ class _Script:
         then, as its length and itself), then any more, packed by _bulks;
         the first value given is the number of arguments in all plus 3.
 
-        One format costs about 1 us less than packing argument by argument
-        (a save's ten fixed arguments: 1.3-1.8 us against 2.7-4.2 here).
+        A save packed so (ten fixed arguments in one format, the fields
+        after) took 1.3-1.8 us against 2.7-4.2 argument by argument here.
         """
         parts = [b"*%d\r\n", self.head.replace(b"%", b"%%")]
         for a in args:
@@ -742,6 +743,7 @@ class RedisProvider(Provider):
         # READONLY reply as a failover, a health check sends PINGs.
         self._lean = (
             type(conn) in self._plain
+            and hasattr(conn, "_sock")  # redis-py's socket, a private name
             and getattr(conn, "protocol", 2) in (2, "2")
             and not getattr(conn, "health_check_interval", 0)
         )
