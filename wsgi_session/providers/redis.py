@@ -463,7 +463,9 @@ class RedisProvider(Provider):
 
     With a ``redis.Redis`` client (a Sentinel master's included) the provider
     keeps the connections it takes from the client's pool and sends its
-    commands on them directly, which halves redis-py's cost per command: at
+    commands on them directly, which halves redis-py's cost per command,
+    and on a connection speaking RESP2 (a client built from ``url`` asks for
+    it; pass ``protocol=2`` to your own) reads the replies itself: at
     most as many connections as requests ever ran at once (they count
     against the pool's ``max_connections`` until :meth:`close`). A command that
     fails on a connection Redis dropped (a restart) is sent once more on a
