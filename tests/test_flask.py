@@ -12,7 +12,7 @@ import flask_login
 import pytest
 import webtest
 from conftest import FakeClock
-from flask import Flask, flash, get_flashed_messages, session
+from flask import Flask, flash, get_flashed_messages, make_response, session
 from flask_wtf import FlaskForm
 from framework_support import CountingMemory, Rendezvous, concurrently
 from markupsafe import Markup
@@ -306,6 +306,28 @@ def test_with_flask_login_static_files_load_but_never_write(make: AppFactory) ->
         assert "Set-Cookie" not in response.headers
         assert response.headers["Vary"] == "Cookie"  # it was read
     assert store.calls == calls + 1  # one load, nothing written
+
+
+@pytest.mark.parametrize(
+    ("app_vary", "sent"),
+    [(None, "Cookie"), ("Accept-Encoding", "Accept-Encoding, Cookie"), ("Cookie", "Cookie")],
+    ids=["none", "other", "cookie"],
+)
+def test_vary_cookie_joins_the_apps_own_vary(app_vary: str | None, sent: str) -> None:
+    app = Flask(__name__)
+    interface = init_app(app, gc_interval=None)
+
+    @app.get("/")
+    def index() -> Any:
+        session["n"] = 1
+        response = make_response("ok")
+        if app_vary is not None:
+            response.headers["Vary"] = app_vary
+        return response
+
+    with app.test_client().get("/") as response:
+        assert response.headers.getlist("Vary") == [sent]  # one header, no token twice
+    interface.close()
 
 
 def test_in_place_change_with_modified(make: AppFactory) -> None:

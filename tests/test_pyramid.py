@@ -177,6 +177,29 @@ def test_untouched_request_costs_nothing() -> None:
     factory.close()
 
 
+@pytest.mark.parametrize(
+    ("app_vary", "sent"),
+    [(None, "Cookie"), ("Accept-Encoding", "Accept-Encoding, Cookie"), ("Cookie", "Cookie")],
+    ids=["none", "other", "cookie"],
+)
+def test_vary_cookie_joins_the_apps_own_vary(app_vary: str | None, sent: str) -> None:
+    def view(request: Request) -> Response:
+        request.session["n"] = 1
+        response = Response("ok")
+        if app_vary is not None:
+            response.vary = (app_vary,)
+        return response
+
+    factory = session_factory(gc_interval=None)
+    with Configurator(session_factory=factory) as config:
+        config.add_route("home", "/")
+        config.add_view(view, route_name="home")
+        app = config.make_wsgi_app()
+    response = webtest.TestApp(app).get("/")
+    assert response.headers.getall("Vary") == [sent]  # one header, no token twice
+    factory.close()
+
+
 def test_concurrent_requests_writing_different_keys_keep_both(make: Make) -> None:
     client, factory = make()
     client.get("/seed")

@@ -112,11 +112,12 @@ class FlaskSessionInterface(SessionInterface):
     def save_session(self, app: Flask, session: SessionMixin, response: Response) -> None:
         if not isinstance(session, FlaskSession) or not session.loaded:
             return  # never used: no store access, no cookie, no Vary
+        headers = response.headers
         for name, value in self.sessions.save(session):
-            if name == "Vary":
-                response.vary.add(value)
+            if name == "Vary" and "Vary" in headers:
+                response.vary.add(value)  # merged into the app's own Vary
             else:
-                response.headers.add(name, value)
+                headers.add(name, value)
 
     def close(self) -> None:
         """Stop the GC thread and close a provider built from a name."""

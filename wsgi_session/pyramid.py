@@ -85,8 +85,8 @@ class SessionFactory:
             if not session.loaded:
                 return
             for name, value in self.sessions.save(session):
-                if name == "Vary":
-                    vary = response.vary or ()
+                if name == "Vary" and "Vary" in response.headers:
+                    vary = response.vary or ()  # merged into the app's own Vary
                     if value not in vary:
                         response.vary = (*vary, value)
                 else:
