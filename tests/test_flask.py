@@ -3,6 +3,7 @@ through Flask's test client and webtest, with the memory store and Redis."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -95,6 +96,11 @@ def build(
     @app.get("/seed")
     def seed() -> str:
         session["a"] = session["b"] = "old"
+        return "ok"
+
+    @app.get("/cart-reset")
+    def cart_reset() -> str:
+        session["cart"] = []
         return "ok"
 
     @app.get("/write/<key>")
@@ -349,6 +355,42 @@ def test_concurrent_requests_writing_different_keys_keep_both(make: AppFactory) 
     record = interface.manager.load(client.cookies["session"])
     assert record is not None
     assert (record.data["a"], record.data["b"]) == ("new", "new")
+
+
+def test_modified_after_a_change_in_place_writes_only_that_key(make: AppFactory) -> None:
+    """Flask's idiom must not write the other keys back: a write another
+    request made to them meanwhile is kept."""
+    app, interface = make()
+    grown, go = threading.Event(), threading.Event()
+
+    @app.get("/grow")
+    def grow() -> str:
+        session["cart"].append("pen")
+        session.modified = True
+        grown.set()
+        go.wait(10)  # meanwhile another request writes "b"
+        return "ok"
+
+    @app.get("/put-b")
+    def put_b() -> str:
+        session["b"] = "new"
+        return "ok"
+
+    client = webtest.TestApp(app)
+    client.get("/seed")
+    client.get("/cart-reset")
+    cookie = {"Cookie": f"session={client.cookies['session']}"}
+    grow_request = threading.Thread(
+        target=webtest.TestApp(app).get, args=("/grow",), kwargs={"headers": cookie}
+    )
+    grow_request.start()
+    assert grown.wait(10)
+    client.get("/put-b")
+    go.set()
+    grow_request.join(10)
+    record = interface.manager.load(client.cookies["session"])
+    assert record is not None
+    assert (record.data["cart"], record.data["a"], record.data["b"]) == (["pen"], "old", "new")
 
 
 def test_session_transaction_in_the_test_client(make: AppFactory) -> None:

@@ -68,10 +68,9 @@ class FlaskSession(Session, SessionMixin):  # type: ignore[override]  # new: rea
     @modified.setter
     def modified(self, value: bool) -> None:
         # Flask's idiom after changing a value in place (session["cart"].append(x)):
-        # every key is written again, since which one changed is unknown.
-        if value:
-            for key in list(self):
-                self[key] = self[key]
+        # nothing to do. The save finds such changes by itself and writes those
+        # keys only, so other requests' writes to other keys are kept.
+        pass
 
     @property
     def accessed(self) -> bool:

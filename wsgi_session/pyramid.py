@@ -56,9 +56,9 @@ class PyramidSession(Session):
         self.destroy()
 
     def changed(self) -> None:
-        """Write every key again: call it after changing a value in place."""
-        for key in list(self):
-            self[key] = self[key]
+        """Nothing to do: a list or dict changed in place is found at save by
+        itself, and only its key is written (so other requests' writes to
+        other keys are kept)."""
 
     def get_csrf_token(self) -> str:
         """The session's CSRF token, made on first use."""
