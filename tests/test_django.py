@@ -221,6 +221,42 @@ def test_only_changed_keys_are_written() -> None:
     assert dict(SessionStore(a.session_key).items()) == {"x": 5, "y": [1, 2]}
 
 
+def test_changes_in_place_after_a_save_are_saved_too() -> None:
+    s = SessionStore()
+    s["cart"] = []
+    s["nested"] = ([1],)  # a tuple holding a list: stored as [[1]]
+    s.save()
+    s["cart"].append("apple")  # the list the app holds, after the save
+    s["nested"][0].append(2)
+    s.save()
+    assert dict(SessionStore(s.session_key).items()) == {"cart": ["apple"], "nested": [[1, 2]]}
+    again = SessionStore(s.session_key)
+    again["cart"].append("pear")  # loaded, changed in place, saved twice
+    again.save()
+    again["cart"].append("plum")
+    again.save()
+    assert SessionStore(s.session_key)["cart"] == ["apple", "pear", "plum"]
+
+
+def test_a_save_keeps_a_lifetime_set_meanwhile_by_another_request() -> None:
+    config = {"provider": "memory", "max_lifetime": 1800}
+    with override_settings(WSGI_SESSION=config):
+        manager = get_manager()
+        s = SessionStore()
+        s["a"] = 1
+        s.save()
+        first = SessionStore(s.session_key)
+        assert first["a"] == 1  # loaded before the other request's set_expiry
+        other = SessionStore(s.session_key)
+        other.set_expiry(60)
+        other.save()
+        first["a"] = 2  # its lifetime unchanged: the store keeps the other's
+        first.save()
+        record = manager.load(s.session_key)
+        assert record is not None and (record.idle, record.persistent) == (60, True)
+        assert record.data == {"a": 2, "_session_expiry": 60}
+
+
 def test_tuples_come_back_as_lists_like_djangos_json_serializer() -> None:
     s = SessionStore()
     s["pair"] = (1, "a")

@@ -3,6 +3,7 @@ through Flask's test client and webtest, with the memory store and Redis."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -12,7 +13,7 @@ import flask_login
 import pytest
 import webtest
 from conftest import FakeClock
-from flask import Flask, flash, get_flashed_messages, session
+from flask import Flask, flash, get_flashed_messages, make_response, session
 from flask_wtf import FlaskForm
 from framework_support import CountingMemory, Rendezvous, concurrently
 from markupsafe import Markup
@@ -95,6 +96,11 @@ def build(
     @app.get("/seed")
     def seed() -> str:
         session["a"] = session["b"] = "old"
+        return "ok"
+
+    @app.get("/cart-reset")
+    def cart_reset() -> str:
+        session["cart"] = []
         return "ok"
 
     @app.get("/write/<key>")
@@ -308,6 +314,28 @@ def test_with_flask_login_static_files_load_but_never_write(make: AppFactory) ->
     assert store.calls == calls + 1  # one load, nothing written
 
 
+@pytest.mark.parametrize(
+    ("app_vary", "sent"),
+    [(None, "Cookie"), ("Accept-Encoding", "Accept-Encoding, Cookie"), ("Cookie", "Cookie")],
+    ids=["none", "other", "cookie"],
+)
+def test_vary_cookie_joins_the_apps_own_vary(app_vary: str | None, sent: str) -> None:
+    app = Flask(__name__)
+    interface = init_app(app, gc_interval=None)
+
+    @app.get("/")
+    def index() -> Any:
+        session["n"] = 1
+        response = make_response("ok")
+        if app_vary is not None:
+            response.headers["Vary"] = app_vary
+        return response
+
+    with app.test_client().get("/") as response:
+        assert response.headers.getlist("Vary") == [sent]  # one header, no token twice
+    interface.close()
+
+
 def test_in_place_change_with_modified(make: AppFactory) -> None:
     app, interface = make()
     client = app.test_client()
@@ -327,6 +355,42 @@ def test_concurrent_requests_writing_different_keys_keep_both(make: AppFactory) 
     record = interface.manager.load(client.cookies["session"])
     assert record is not None
     assert (record.data["a"], record.data["b"]) == ("new", "new")
+
+
+def test_modified_after_a_change_in_place_writes_only_that_key(make: AppFactory) -> None:
+    """Flask's idiom must not write the other keys back: a write another
+    request made to them meanwhile is kept."""
+    app, interface = make()
+    grown, go = threading.Event(), threading.Event()
+
+    @app.get("/grow")
+    def grow() -> str:
+        session["cart"].append("pen")
+        session.modified = True
+        grown.set()
+        go.wait(10)  # meanwhile another request writes "b"
+        return "ok"
+
+    @app.get("/put-b")
+    def put_b() -> str:
+        session["b"] = "new"
+        return "ok"
+
+    client = webtest.TestApp(app)
+    client.get("/seed")
+    client.get("/cart-reset")
+    cookie = {"Cookie": f"session={client.cookies['session']}"}
+    grow_request = threading.Thread(
+        target=webtest.TestApp(app).get, args=("/grow",), kwargs={"headers": cookie}
+    )
+    grow_request.start()
+    assert grown.wait(10)
+    client.get("/put-b")
+    go.set()
+    grow_request.join(10)
+    record = interface.manager.load(client.cookies["session"])
+    assert record is not None
+    assert (record.data["cart"], record.data["a"], record.data["b"]) == (["pen"], "old", "new")
 
 
 def test_session_transaction_in_the_test_client(make: AppFactory) -> None:

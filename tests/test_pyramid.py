@@ -4,6 +4,7 @@ with the memory store and Redis."""
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -174,6 +175,72 @@ def test_untouched_request_costs_nothing() -> None:
     calls = store.calls
     response = client.get("/untouched")
     assert "Set-Cookie" not in response.headers and store.calls == calls
+    factory.close()
+
+
+@pytest.mark.parametrize(
+    ("app_vary", "sent"),
+    [(None, "Cookie"), ("Accept-Encoding", "Accept-Encoding, Cookie"), ("Cookie", "Cookie")],
+    ids=["none", "other", "cookie"],
+)
+def test_vary_cookie_joins_the_apps_own_vary(app_vary: str | None, sent: str) -> None:
+    def view(request: Request) -> Response:
+        request.session["n"] = 1
+        response = Response("ok")
+        if app_vary is not None:
+            response.vary = (app_vary,)
+        return response
+
+    factory = session_factory(gc_interval=None)
+    with Configurator(session_factory=factory) as config:
+        config.add_route("home", "/")
+        config.add_view(view, route_name="home")
+        app = config.make_wsgi_app()
+    response = webtest.TestApp(app).get("/")
+    assert response.headers.getall("Vary") == [sent]  # one header, no token twice
+    factory.close()
+
+
+def test_changed_after_a_change_in_place_writes_only_that_key() -> None:
+    """``changed()`` must not write the other keys back: a write another
+    request made to them meanwhile is kept."""
+    grown, go = threading.Event(), threading.Event()
+
+    def seed(request: Request) -> Response:
+        request.session.update({"cart": [], "a": "old", "b": "old"})
+        return Response("ok")
+
+    def grow(request: Request) -> Response:
+        request.session["cart"].append("pen")
+        request.session.changed()
+        grown.set()
+        go.wait(10)  # meanwhile another request writes "b"
+        return Response("ok")
+
+    def put_b(request: Request) -> Response:
+        request.session["b"] = "new"
+        return Response("ok")
+
+    factory = session_factory(gc_interval=None)
+    with Configurator(session_factory=factory) as config:
+        for name, view in [("seed", seed), ("grow", grow), ("put_b", put_b)]:
+            config.add_route(name, "/" + name)
+            config.add_view(view, route_name=name)
+        app = config.make_wsgi_app()
+    client = webtest.TestApp(app)
+    client.get("/seed")
+    cookie = {"Cookie": f"session={client.cookies['session']}"}
+    grow_request = threading.Thread(
+        target=webtest.TestApp(app).get, args=("/grow",), kwargs={"headers": cookie}
+    )
+    grow_request.start()
+    assert grown.wait(10)
+    client.get("/put_b")
+    go.set()
+    grow_request.join(10)
+    record = factory.manager.load(client.cookies["session"])
+    assert record is not None
+    assert (record.data["cart"], record.data["a"], record.data["b"]) == (["pen"], "old", "new")
     factory.close()
 
 

@@ -50,7 +50,7 @@ class Sessions:
     def open(self, cls: type[S], environ: dict[str, Any]) -> S:
         """A new, unloaded session of class ``cls`` for the request in ``environ``.
 
-        (The manager starts its GC thread at its first store access in each
+        (The manager starts its GC thread at the first session created in each
         process, forked workers included.)
         """
         return cls(self.manager, self.cookie, environ.get("HTTP_COOKIE"))

@@ -68,10 +68,9 @@ class FlaskSession(Session, SessionMixin):  # type: ignore[override]  # new: rea
     @modified.setter
     def modified(self, value: bool) -> None:
         # Flask's idiom after changing a value in place (session["cart"].append(x)):
-        # every key is written again, since which one changed is unknown.
-        if value:
-            for key in list(self):
-                self[key] = self[key]
+        # nothing to do. The save finds such changes by itself and writes those
+        # keys only, so other requests' writes to other keys are kept.
+        pass
 
     @property
     def accessed(self) -> bool:
@@ -112,11 +111,12 @@ class FlaskSessionInterface(SessionInterface):
     def save_session(self, app: Flask, session: SessionMixin, response: Response) -> None:
         if not isinstance(session, FlaskSession) or not session.loaded:
             return  # never used: no store access, no cookie, no Vary
+        headers = response.headers
         for name, value in self.sessions.save(session):
-            if name == "Vary":
-                response.vary.add(value)
+            if name == "Vary" and "Vary" in headers:
+                response.vary.add(value)  # merged into the app's own Vary
             else:
-                response.headers.add(name, value)
+                headers.add(name, value)
 
     def close(self) -> None:
         """Stop the GC thread and close a provider built from a name."""

@@ -56,9 +56,9 @@ class PyramidSession(Session):
         self.destroy()
 
     def changed(self) -> None:
-        """Write every key again: call it after changing a value in place."""
-        for key in list(self):
-            self[key] = self[key]
+        """Nothing to do: a list or dict changed in place is found at save by
+        itself, and only its key is written (so other requests' writes to
+        other keys are kept)."""
 
     def get_csrf_token(self) -> str:
         """The session's CSRF token, made on first use."""
@@ -85,8 +85,8 @@ class SessionFactory:
             if not session.loaded:
                 return
             for name, value in self.sessions.save(session):
-                if name == "Vary":
-                    vary = response.vary or ()
+                if name == "Vary" and "Vary" in response.headers:
+                    vary = response.vary or ()  # merged into the app's own Vary
                     if value not in vary:
                         response.vary = (*vary, value)
                 else:
