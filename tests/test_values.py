@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from wsgi_session.values import check_key, checked_copy, copy_value, decode, encode
 
@@ -113,3 +116,38 @@ def test_the_codec_round_trips_exactly_in_ascii_safe_text(value: Any) -> None:
     back = decode(text)
     assert back == value and type(back) is type(value)
     assert repr(back) == repr(value)  # -0.0 stays -0.0, a float stays a float
+
+
+_JSON = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(),
+    lambda inner: st.lists(inner) | st.dictionaries(st.text(), inner),
+    max_leaves=10,
+)
+
+
+@given(_JSON)
+def test_the_codec_writes_what_the_json_module_writes_and_reads_any_json(value: Any) -> None:
+    """encode() takes shortcuts for ints, floats and str: the text must stay
+    the json module's (stored sessions are read by older and newer versions)."""
+    text = encode(value)
+    reference = json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    if reference.encode("utf-8", "surrogatepass").decode("utf-8", "ignore") == reference:
+        assert text == reference
+    assert decode(text) == value
+    assert decode(f" {text}\n") == value  # valid JSON from elsewhere (a store's own output)
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -float("inf")])
+def test_the_codec_refuses_what_json_cannot_hold(value: float) -> None:
+    with pytest.raises(ValueError):
+        encode(value)
+
+
+@pytest.mark.parametrize("text", ["", "x", "{", "1 2", '{"a":}', "[1,]"])
+def test_decoding_text_that_is_not_one_json_value_raises_value_error(text: str) -> None:
+    with pytest.raises(ValueError):
+        decode(text)
